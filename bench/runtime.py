@@ -1,0 +1,966 @@
+#!/usr/bin/env python
+"""Runtime benchmark: modelserver against its peers on the same ONNX models and the same load.
+
+One command (``python bench/runtime.py [--quick]``) does everything:
+
+1. exports two models from torch (an MLP and a small CNN, single-file ONNX, dynamic batch);
+2. measures raw in-process ONNX Runtime (sequential batch-1, and batch-32 throughput) -- the limit;
+3. measures the load generator's own ceiling against a trivial canned-response server;
+4. starts each server on 127.0.0.1 with free ports -- modelserver, Triton (python backend, from the
+   ``nvidia-pytriton`` wheel) and MLServer (custom runtime) -- the peers in their own venvs under
+   ``bench/.work`` (created on first use), waits for ``/v2/health/ready``, runs a closed-loop load
+   (N workers, batch-1 JSON requests, back-to-back, fixed duration) at each concurrency, stops it;
+5. prints a table and the modelserver/peer ratios against the goals.
+
+Exit code: 0 when every requested contestant ran (goals missed or not); 2 when one could not be
+run at all (the reason is printed). All traffic goes to 127.0.0.1; every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+PEERS_DIR = Path(__file__).resolve().parent / "runtime_peers"
+WORK = ROOT / "bench" / ".work"
+RUN_DIR = WORK / "runtime"
+HOST = "127.0.0.1"  # the only address this benchmark ever sends traffic to
+
+MAX_BATCH = 32
+CONCURRENCIES = (1, 8, 32)
+TRITON_VENV = WORK / "venv-triton"
+MLSERVER_VENV = WORK / "venv-mlserver"
+TRITON_PIP = ["nvidia-pytriton==0.7.0", "numpy"]
+MLSERVER_PIP = ["mlserver==1.7.1", "numpy"]
+
+# Goals, modelserver relative to a peer (see bench/README.md).
+GOAL_VS_TRITON = 1.5
+GOAL_VS_MLSERVER = 3.0
+GOAL_VS_RAW_BATCHED = 0.8
+GOAL_P50_OVERHEAD_MS = 0.3
+
+
+class PeerError(RuntimeError):
+    """A contestant could not be run at all (install, start, readiness or every request failed)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Pure helpers (covered by tests/bench/test_runtime_bench_smoke.py)
+# --------------------------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0..100) with linear interpolation, like numpy's default."""
+    if not values:
+        return float("nan")
+    if not 0.0 <= q <= 100.0:
+        raise ValueError(f"percentile {q} outside 0..100")
+    data = sorted(values)
+    pos = (len(data) - 1) * q / 100.0
+    lo = int(pos)
+    hi = min(lo + 1, len(data) - 1)
+    return data[lo] + (data[hi] - data[lo]) * (pos - lo)
+
+
+@dataclass
+class Result:
+    """One measured point. ``samples_per_s`` = ``req_per_s`` x batch size."""
+
+    target: str
+    model: str
+    concurrency: int
+    batch: int
+    requests: int
+    errors: int
+    duration_s: float
+    req_per_s: float
+    samples_per_s: float
+    p50_ms: float
+    p99_ms: float
+
+
+def summarize(
+    target: str,
+    model: str,
+    concurrency: int,
+    batch: int,
+    latencies_s: Sequence[float],
+    errors: int,
+    duration_s: float,
+) -> Result:
+    n = len(latencies_s)
+    rps = n / duration_s if duration_s > 0 else 0.0
+    return Result(
+        target=target,
+        model=model,
+        concurrency=concurrency,
+        batch=batch,
+        requests=n,
+        errors=errors,
+        duration_s=round(duration_s, 3),
+        req_per_s=rps,
+        samples_per_s=rps * batch,
+        p50_ms=percentile(latencies_s, 50) * 1e3,
+        p99_ms=percentile(latencies_s, 99) * 1e3,
+    )
+
+
+@dataclass
+class Goal:
+    model: str
+    name: str
+    value: float | None  # None: a contestant of the ratio is missing
+    target: float
+    higher_is_better: bool
+    detail: str = ""
+
+    @property
+    def met(self) -> bool | None:
+        if self.value is None:
+            return None
+        return self.value >= self.target if self.higher_is_better else self.value <= self.target
+
+
+def _find(
+    results: Sequence[Result], target: str, model: str, concurrency: int, batch: int = 1
+) -> Result | None:
+    for r in results:
+        if (r.target, r.model, r.concurrency, r.batch) == (target, model, concurrency, batch):
+            return r
+    return None
+
+
+def _ratio(num: Result | None, den: Result | None, attr: str) -> float | None:
+    if num is None or den is None:
+        return None
+    d = getattr(den, attr)
+    return getattr(num, attr) / d if d > 0 else None
+
+
+def compute_goals(results: Sequence[Result], models: Sequence[str]) -> list[Goal]:
+    """modelserver/peer ratios per model: throughput at c=MAX_BATCH and p50 overhead at c=1."""
+    goals: list[Goal] = []
+    c = MAX_BATCH
+    for m in models:
+        ms = _find(results, "modelserver", m, c)
+        goals.append(
+            Goal(
+                m,
+                f"req/s c={c} vs triton-python",
+                _ratio(ms, _find(results, "triton", m, c), "req_per_s"),
+                GOAL_VS_TRITON,
+                True,
+            )
+        )
+        goals.append(
+            Goal(
+                m,
+                f"req/s c={c} vs mlserver",
+                _ratio(ms, _find(results, "mlserver", m, c), "req_per_s"),
+                GOAL_VS_MLSERVER,
+                True,
+            )
+        )
+        goals.append(
+            Goal(
+                m,
+                f"samples/s c={c} vs raw ORT batch {MAX_BATCH}",
+                _ratio(ms, _find(results, "ort-raw", m, 1, MAX_BATCH), "samples_per_s"),
+                GOAL_VS_RAW_BATCHED,
+                True,
+            )
+        )
+        ms1 = _find(results, "modelserver", m, 1)
+        raw1 = _find(results, "ort-raw", m, 1, 1)
+        overhead = None if ms1 is None or raw1 is None else ms1.p50_ms - raw1.p50_ms
+        goals.append(Goal(m, "p50 overhead c=1 over raw ORT (ms)", overhead, GOAL_P50_OVERHEAD_MS, False))
+    return goals
+
+
+def format_table(results: Sequence[Result]) -> str:
+    header = (
+        f"{'target':<12} {'model':<5} {'conc':>4} {'batch':>5} {'req/s':>9} {'samples/s':>10} "
+        f"{'p50 ms':>8} {'p99 ms':>8} {'requests':>9} {'errors':>6}"
+    )
+    lines = [header, "-" * len(header)]
+    for r in results:
+        lines.append(
+            f"{r.target:<12} {r.model:<5} {r.concurrency:>4} {r.batch:>5} {r.req_per_s:>9.1f} "
+            f"{r.samples_per_s:>10.1f} {r.p50_ms:>8.3f} {r.p99_ms:>8.3f} {r.requests:>9} {r.errors:>6}"
+        )
+    return "\n".join(lines)
+
+
+def format_goals(goals: Sequence[Goal]) -> str:
+    lines = []
+    for g in goals:
+        op = ">=" if g.higher_is_better else "<="
+        if g.value is None:
+            verdict, value = "n/a (contestant missing)", "-"
+        else:
+            verdict, value = ("MET" if g.met else "MISSED"), f"{g.value:.3f}"
+        lines.append(f"{g.model:<5} {g.name:<40} {value:>8}  goal {op} {g.target:<5}  {verdict}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# Models
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    input_shape: tuple[int, ...]  # without the batch dimension
+    output_dim: int
+
+
+MODELS = (ModelSpec("mlp", (64,), 10), ModelSpec("cnn", (1, 28, 28), 10))
+
+
+def export_models(out_dir: Path) -> dict[str, Path]:
+    """Export the two models from torch to single-file ONNX with a dynamic batch dimension."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    nets: dict[str, nn.Module] = {
+        # Overhead-dominated: a few microseconds of compute per sample.
+        "mlp": nn.Sequential(
+            nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10)
+        ),
+        # Compute-heavier (~22 M MACs per sample) with a small input, so JSON cost stays modest.
+        "cnn": nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(64, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(64 * 7 * 7, 10),
+        ),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    for spec in MODELS:
+        net = nets[spec.name].eval()
+        example = torch.randn(2, *spec.input_shape)
+        path = out_dir / f"{spec.name}.onnx"
+        path.unlink(missing_ok=True)
+        with contextlib.redirect_stdout(sys.stderr):  # the exporter chats on stdout
+            torch.onnx.export(
+                net,
+                (example,),
+                str(path),
+                dynamo=True,
+                external_data=False,  # one file: every server loads just model.onnx
+                input_names=["input"],
+                output_names=["output"],
+                dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},),
+            )
+        if (out_dir / f"{spec.name}.onnx.data").exists():
+            raise RuntimeError(f"export of {spec.name} wrote external data; expected a single file")
+        paths[spec.name] = path
+    return paths
+
+
+def ort_session(path: Path, threads: int) -> Any:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def sample_input(spec: ModelSpec, batch: int = 1) -> np.ndarray:
+    rng = np.random.default_rng(42)
+    return rng.random((batch, *spec.input_shape), dtype=np.float32)
+
+
+def bench_raw_ort(spec: ModelSpec, path: Path, threads: int, duration: float, warmup: float) -> list[Result]:
+    """The limit: in-process session.run, sequential batch-1 and back-to-back batch-MAX_BATCH."""
+    sess = ort_session(path, threads)
+    results = []
+    for batch in (1, MAX_BATCH):
+        x = sample_input(spec, batch)
+        feeds = {"input": x}
+        end = time.perf_counter() + warmup
+        while time.perf_counter() < end:
+            sess.run(None, feeds)
+        lat: list[float] = []
+        start = time.perf_counter()
+        end = start + duration
+        while True:
+            t0 = time.perf_counter()
+            if t0 >= end:
+                break
+            sess.run(None, feeds)
+            lat.append(time.perf_counter() - t0)
+        results.append(summarize("ort-raw", spec.name, 1, batch, lat, 0, time.perf_counter() - start))
+    return results
+
+
+# --------------------------------------------------------------------------------------------
+# Load generator: closed loop, N asyncio workers over keep-alive connections, batch-1 JSON
+# --------------------------------------------------------------------------------------------
+
+
+def infer_body(spec: ModelSpec) -> bytes:
+    """A v2 JSON request. JSON, not the binary extension: MLServer has no binary REST support."""
+    x = sample_input(spec)
+    req = {
+        "inputs": [{"name": "input", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}]
+    }
+    return json.dumps(req).encode()
+
+
+async def _load(
+    url: str, body: bytes, concurrency: int, duration: float, warmup: float
+) -> tuple[list[float], int, float]:
+    import aiohttp
+
+    headers = {"Content-Type": "application/json"}
+    timeout = aiohttp.ClientTimeout(total=30)
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    lat: list[float] = []
+    errors = 0
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+        async def worker(stop_at: float, record: bool) -> None:
+            nonlocal errors
+            while True:
+                t0 = time.perf_counter()
+                if t0 >= stop_at:
+                    return
+                ok = False
+                try:
+                    async with session.post(url, data=body, headers=headers) as resp:
+                        await resp.read()
+                        ok = resp.status == 200
+                except (TimeoutError, aiohttp.ClientError):
+                    ok = False
+                t1 = time.perf_counter()
+                if not record:
+                    continue
+                if ok:
+                    lat.append(t1 - t0)
+                else:
+                    errors += 1
+                    await asyncio.sleep(0.01)  # don't spin on a failing server
+
+        if warmup > 0:
+            stop = time.perf_counter() + warmup
+            await asyncio.wait_for(
+                asyncio.gather(*(worker(stop, False) for _ in range(concurrency))), warmup + 60
+            )
+        start = time.perf_counter()
+        stop = start + duration
+        await asyncio.wait_for(
+            asyncio.gather(*(worker(stop, True) for _ in range(concurrency))), duration + 60
+        )
+        elapsed = time.perf_counter() - start
+    return lat, errors, elapsed
+
+
+def run_load(
+    target: str, spec: ModelSpec, url: str, body: bytes, concurrency: int, duration: float, warmup: float
+) -> Result:
+    lat, errors, elapsed = asyncio.run(_load(url, body, concurrency, duration, warmup))
+    return summarize(target, spec.name, concurrency, 1, lat, errors, elapsed)
+
+
+async def _fetch(method: str, url: str, body: bytes | None = None) -> tuple[int, bytes]:
+    import aiohttp
+
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as s,
+        s.request(method, url, data=body, headers={"Content-Type": "application/json"}) as resp,
+    ):
+        return resp.status, await resp.read()
+
+
+def fetch(method: str, url: str, body: bytes | None = None) -> tuple[int, bytes]:
+    try:
+        return asyncio.run(_fetch(method, url, body))
+    except (TimeoutError, OSError) as e:
+        return 0, str(e).encode()
+    except Exception as e:  # aiohttp's errors, without importing it at module level
+        return 0, repr(e).encode()
+
+
+def check_output(target: str, spec: ModelSpec, url: str, body: bytes, expected: np.ndarray) -> None:
+    """One request before the load: the server must return the same numbers as raw ORT."""
+    status, payload = fetch("POST", url, body)
+    if status != 200:
+        raise PeerError(f"{target}: POST {url} -> {status}: {payload[:300]!r}")
+    out = json.loads(payload)["outputs"][0]
+    got = np.asarray(out["data"], dtype=np.float32).reshape(expected.shape)
+    if not np.allclose(got, expected, rtol=1e-4, atol=1e-5):
+        raise PeerError(
+            f"{target}: {spec.name} output differs from raw ORT: {got.ravel()[:4]} vs {expected.ravel()[:4]}"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Processes, ports, venvs
+# --------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def log_tail(path: Path, n: int = 25) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return "(no log)"
+
+
+@dataclass
+class Server:
+    name: str
+    cmd: list[str]
+    http_port: int
+    log: Path
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://{HOST}:{self.http_port}"
+
+    def start(self) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **self.env}
+        with self.log.open("wb") as logf:
+            # Own session so stop() can signal the server and every process it forked.
+            self.proc = subprocess.Popen(
+                self.cmd, stdout=logf, stderr=subprocess.STDOUT, env=env, cwd=self.cwd, start_new_session=True
+            )
+
+    def wait_ready(self, models: Sequence[str], timeout: float) -> float:
+        """Poll /v2/health/ready and each model's ready endpoint; returns seconds to ready."""
+        assert self.proc is not None
+        t0 = time.monotonic()
+        deadline = t0 + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise PeerError(
+                    f"{self.name} exited with {self.proc.returncode} before ready; log {self.log}:\n"
+                    f"{log_tail(self.log)}"
+                )
+            urls = [f"{self.base}/v2/health/ready"] + [f"{self.base}/v2/models/{m}/ready" for m in models]
+            if all(fetch("GET", u)[0] == 200 for u in urls):
+                return time.monotonic() - t0
+            time.sleep(0.25)
+        raise PeerError(f"{self.name} not ready after {timeout:.0f}s; log {self.log}:\n{log_tail(self.log)}")
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        # Workers of the group that outlive the leader (MLServer's pool, Triton's stubs).
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def running(server: Server, models: Sequence[str], timeout: float) -> Iterator[Server]:
+    server.start()
+    try:
+        ready_s = server.wait_ready(models, timeout)
+        print(f"  {server.name} ready after {ready_s:.1f}s (log {server.log.relative_to(ROOT)})", flush=True)
+        yield server
+    finally:
+        server.stop()
+
+
+def find_python311() -> str:
+    if sys.version_info[:2] == (3, 11):
+        return sys.executable
+    exe = shutil.which("python3.11")
+    if exe is None:
+        raise PeerError("python3.11 not found (needed for the peer venvs)")
+    return exe
+
+
+def ensure_venv(path: Path, packages: list[str], label: str) -> Path:
+    """Create ``path`` with ``packages`` unless a previous run already did (marker file)."""
+    marker = path / ".bench-installed"
+    want = " ".join(packages)
+    if marker.exists() and marker.read_text() == want:
+        return path / "bin" / "python"
+    print(
+        f"  creating {label} venv {path.relative_to(ROOT)} (first run; may take minutes): pip install {want}",
+        flush=True,
+    )
+    py = find_python311()
+    if not (path / "bin" / "python").exists():
+        subprocess.run([py, "-m", "venv", str(path)], check=True, timeout=300)
+    log = path.parent / f"{path.name}-pip.log"
+    with log.open("wb") as logf:
+        proc = subprocess.run(
+            [str(path / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check", *packages],
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            timeout=1800,
+        )
+    if proc.returncode != 0:
+        raise PeerError(
+            f"pip install for {label} failed (exit {proc.returncode}); log {log}:\n{log_tail(log)}"
+        )
+    marker.write_text(want)
+    return path / "bin" / "python"
+
+
+def pip_version(python: Path, dist: str) -> str:
+    code = f"import importlib.metadata as m; print(m.version({dist!r}))"
+    proc = subprocess.run([str(python), "-c", code], capture_output=True, text=True, timeout=60)
+    return proc.stdout.strip() or "?"
+
+
+def ort_pin() -> str:
+    import onnxruntime
+
+    return f"onnxruntime=={onnxruntime.__version__}"  # same ORT build in every venv
+
+
+# --------------------------------------------------------------------------------------------
+# Contestants
+# --------------------------------------------------------------------------------------------
+
+
+def write_repo(root: Path, paths: dict[str, Path]) -> None:
+    shutil.rmtree(root, ignore_errors=True)
+    for spec in MODELS:
+        (root / spec.name / "1").mkdir(parents=True)
+        shutil.copy(paths[spec.name], root / spec.name / "1" / "model.onnx")
+
+
+def dims(shape: Sequence[int]) -> str:
+    return "[ " + ", ".join(str(d) for d in shape) + " ]"
+
+
+def modelserver_server(paths: dict[str, Path], queue_delay_us: int, threads: int) -> Server:
+    repo = RUN_DIR / "repos" / "modelserver"
+    write_repo(repo, paths)
+    for spec in MODELS:
+        (repo / spec.name / "config.pbtxt").write_text(
+            f'name: "{spec.name}"\nplatform: "onnxruntime_onnx"\nmax_batch_size: {MAX_BATCH}\n'
+            f"dynamic_batching {{ max_queue_delay_microseconds: {queue_delay_us} }}\n"
+        )
+    exe = Path(sys.executable).with_name("modelserver")
+    base = [str(exe)] if exe.exists() else [sys.executable, "-m", "modelserver.cli"]
+    http, grpc, metrics = free_port(), free_port(), free_port()
+    cmd = [
+        *base,
+        "serve",
+        "--model-repository",
+        str(repo),
+        "--host",
+        HOST,
+        "--http-port",
+        str(http),
+        "--grpc-port",
+        str(grpc),
+        "--metrics-port",
+        str(metrics),
+        "--max-batch-size",
+        str(MAX_BATCH),
+        "--max-queue-delay-us",
+        str(queue_delay_us),
+    ]
+    env = {"OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT / "runtime-image")}
+    help_text = subprocess.run(
+        [*base, "serve", "--help"], capture_output=True, text=True, timeout=60, env={**os.environ, **env}
+    )
+    if help_text.returncode != 0:
+        raise PeerError(f"modelserver serve --help failed: {help_text.stderr.strip()[-500:]}")
+    # Same ORT thread limit as the peers, if this modelserver version has a flag for it.
+    for flag in ("--intra-op-threads", "--intra-op-num-threads", "--ort-threads"):
+        if flag in help_text.stdout:
+            cmd += [flag, str(threads)]
+            break
+    return Server("modelserver", cmd, http, RUN_DIR / "logs" / "modelserver.log", env=env)
+
+
+def triton_dist(venv_dir: Path) -> tuple[Path, Path, Path]:
+    """(tritonserver binary, backend dir, nvidia_pytriton.libs) from the wheel, with the 3.11 stub.
+
+    pytriton ships the python-backend stub per Python version outside ``backends/python``; it copies
+    one in at run time, and so do we (into bench/.work, leaving the venv untouched).
+    """
+    site = venv_dir / "lib" / "python3.11" / "site-packages"
+    src = site / "pytriton" / "tritonserver"
+    dist = WORK / "triton-dist"
+    if not (dist / "backends" / "python" / "triton_python_backend_stub").exists():
+        shutil.rmtree(dist, ignore_errors=True)
+        shutil.copytree(src, dist, ignore=shutil.ignore_patterns("python_backend_stubs"), symlinks=True)
+        stub = src / "python_backend_stubs" / "3.11" / "triton_python_backend_stub"
+        shutil.copy2(stub, dist / "backends" / "python" / "triton_python_backend_stub")
+    return dist / "bin" / "tritonserver", dist / "backends", site / "nvidia_pytriton.libs"
+
+
+def triton_server(paths: dict[str, Path], queue_delay_us: int, threads: int) -> Server:
+    python = ensure_venv(TRITON_VENV, [*TRITON_PIP, ort_pin()], "Triton")
+    binary, backends, libs = triton_dist(TRITON_VENV)
+    repo = RUN_DIR / "repos" / "triton"
+    write_repo(repo, paths)
+    for spec in MODELS:
+        shutil.copy(PEERS_DIR / "triton_model.py", repo / spec.name / "1" / "model.py")
+        (repo / spec.name / "config.pbtxt").write_text(
+            f'name: "{spec.name}"\nbackend: "python"\nmax_batch_size: {MAX_BATCH}\n'
+            f'input [ {{ name: "input" data_type: TYPE_FP32 dims: {dims(spec.input_shape)} }} ]\n'
+            f'output [ {{ name: "output" data_type: TYPE_FP32 dims: [ {spec.output_dim} ] }} ]\n'
+            f"dynamic_batching {{ max_queue_delay_microseconds: {queue_delay_us} }}\n"
+            "instance_group [ { count: 1 kind: KIND_CPU } ]\n"
+            f'parameters {{ key: "intra_op_num_threads" value {{ string_value: "{threads}" }} }}\n'
+        )
+    base_prefix = subprocess.run(
+        [str(python), "-c", "import sys; print(sys.base_prefix)"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.strip()
+    http, grpc, metrics = free_port(), free_port(), free_port()
+    cmd = [
+        str(binary),
+        "--model-repository",
+        str(repo),
+        "--backend-directory",
+        str(backends),
+        "--http-address",
+        HOST,
+        "--http-port",
+        str(http),
+        "--grpc-address",
+        HOST,
+        "--grpc-port",
+        str(grpc),
+        "--metrics-address",
+        HOST,
+        "--metrics-port",
+        str(metrics),
+        "--exit-on-error=true",
+        "--strict-readiness=true",
+        "--log-verbose=0",
+    ]
+    env = {
+        # The stub embeds libpython3.11 (the venv's base prefix lib); tritonserver needs the wheel's libs.
+        "LD_LIBRARY_PATH": f"{libs}:{base_prefix}/lib",
+        # The stub's embedded interpreter must import onnxruntime/numpy from the Triton venv.
+        "PATH": f"{TRITON_VENV / 'bin'}:{os.environ.get('PATH', '')}",
+        "PYTHONPATH": str(TRITON_VENV / "lib" / "python3.11" / "site-packages"),
+        "OMP_NUM_THREADS": str(threads),
+    }
+    return Server("triton", cmd, http, RUN_DIR / "logs" / "triton.log", env=env)
+
+
+def mlserver_server(paths: dict[str, Path], queue_delay_us: int, threads: int, workers: int) -> Server:
+    python = ensure_venv(MLSERVER_VENV, [*MLSERVER_PIP, ort_pin()], "MLServer")
+    repo = RUN_DIR / "repos" / "mlserver"
+    shutil.rmtree(repo, ignore_errors=True)
+    http, grpc, metrics = free_port(), free_port(), free_port()
+    for spec in MODELS:
+        d = repo / spec.name
+        d.mkdir(parents=True)
+        shutil.copy(paths[spec.name], d / "model.onnx")
+        shutil.copy(PEERS_DIR / "mlserver_runtime.py", d / "bench_ort_runtime.py")
+        (d / "model-settings.json").write_text(
+            json.dumps(
+                {
+                    "name": spec.name,
+                    "implementation": "bench_ort_runtime.OrtRuntime",
+                    "max_batch_size": MAX_BATCH,  # adaptive batching
+                    "max_batch_time": queue_delay_us / 1e6,
+                    "parameters": {"uri": "./model.onnx", "version": "1"},
+                },
+                indent=1,
+            )
+        )
+    (repo / "settings.json").write_text(
+        json.dumps(
+            {
+                "host": HOST,
+                "http_port": http,
+                "grpc_port": grpc,
+                "metrics_port": metrics,
+                "parallel_workers": workers,
+                "debug": False,
+                "load_models_at_startup": True,
+            },
+            indent=1,
+        )
+    )
+    mlserver_bin = python.with_name("mlserver")
+    env = {
+        "BENCH_ORT_INTRA_OP_THREADS": str(threads),
+        "OMP_NUM_THREADS": str(threads),
+        "PYTHONPATH": "",
+    }  # keep the project's venv out of MLServer's
+    return Server(
+        "mlserver",
+        [str(mlserver_bin), "start", str(repo)],
+        http,
+        RUN_DIR / "logs" / "mlserver.log",
+        env=env,
+        cwd=repo,
+    )
+
+
+def trivial_server() -> Server:
+    port = free_port()
+    return Server(
+        "trivial",
+        [sys.executable, str(PEERS_DIR / "trivial_server.py"), str(port)],
+        port,
+        RUN_DIR / "logs" / "trivial.log",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------------------------
+
+
+def measure_server(
+    server: Server,
+    specs: Sequence[ModelSpec],
+    bodies: dict[str, bytes],
+    expected: dict[str, np.ndarray],
+    args: argparse.Namespace,
+    ready_timeout: float,
+) -> list[Result]:
+    results: list[Result] = []
+    with running(server, [s.name for s in specs], ready_timeout):
+        for spec in specs:
+            url = f"{server.base}/v2/models/{spec.name}/infer"
+            check_output(server.name, spec, url, bodies[spec.name], expected[spec.name])
+            for c in CONCURRENCIES:
+                r = run_load(server.name, spec, url, bodies[spec.name], c, args.duration, args.warmup)
+                print(
+                    f"  {server.name:<12} {spec.name:<4} c={c:<3} {r.req_per_s:9.1f} req/s"
+                    f"  p50 {r.p50_ms:7.3f} ms  p99 {r.p99_ms:7.3f} ms  errors {r.errors}",
+                    flush=True,
+                )
+                if r.requests == 0:
+                    raise PeerError(
+                        f"{server.name}: no successful request for {spec.name} at c={c}; log "
+                        f"{server.log}:\n{log_tail(server.log)}"
+                    )
+                results.append(r)
+    return results
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="short durations for a smoke run")
+    p.add_argument("--duration", type=float, help="seconds of measured load per point (default 10, quick 2)")
+    p.add_argument(
+        "--warmup", type=float, help="seconds of unmeasured load before each point (default 2, quick 0.5)"
+    )
+    p.add_argument(
+        "--queue-delay-us", type=int, default=200, help="dynamic/adaptive batching delay, all servers"
+    )
+    p.add_argument("--threads", type=int, default=1, help="ORT intra-op threads per session, all contestants")
+    p.add_argument(
+        "--mlserver-workers",
+        type=int,
+        default=1,
+        help="MLServer parallel_workers (1 = its default: inference in one worker process)",
+    )
+    p.add_argument("--skip-triton", action="store_true")
+    p.add_argument("--skip-mlserver", action="store_true")
+    p.add_argument("--skip-modelserver", action="store_true", help="measure only the peers")
+    p.add_argument("--json", dest="json_out", type=Path, help="also write all results to this file")
+    args = p.parse_args(argv)
+    if args.duration is None:
+        args.duration = 2.0 if args.quick else 10.0
+    if args.warmup is None:
+        args.warmup = 0.5 if args.quick else 2.0
+    if args.duration <= 0 or args.duration > 600:
+        p.error("--duration must be in (0, 600]")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    import onnxruntime
+
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    t_start = time.monotonic()
+    failures: dict[str, str] = {}
+    results: list[Result] = []
+    ceiling: list[Result] = []
+    versions: dict[str, str] = {"onnxruntime (main venv)": onnxruntime.__version__}
+    settings = {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "ort_intra_op_num_threads": args.threads,
+        "ort_inter_op_num_threads": 1,
+        "ort_execution_mode": "ORT_SEQUENTIAL",
+        "max_batch_size": MAX_BATCH,
+        "queue_delay_us": args.queue_delay_us,
+        "mlserver_parallel_workers": args.mlserver_workers,
+        "triton_instance_group": "1 x KIND_CPU (python backend)",
+        "request": "batch-1, v2 REST JSON tensors, keep-alive, closed loop",
+        "duration_s": args.duration,
+        "warmup_s": args.warmup,
+        "load_avg_at_start": os.getloadavg(),
+    }
+    print("runtime benchmark settings: " + json.dumps(settings), flush=True)
+
+    print("exporting models from torch ...", flush=True)
+    paths = export_models(RUN_DIR / "models")
+    bodies = {s.name: infer_body(s) for s in MODELS}
+    expected = {
+        s.name: ort_session(paths[s.name], args.threads).run(None, {"input": sample_input(s)})[0]
+        for s in MODELS
+    }
+
+    print("raw ONNX Runtime in-process ...", flush=True)
+    for spec in MODELS:
+        results += bench_raw_ort(spec, paths[spec.name], args.threads, args.duration, args.warmup)
+
+    print("client ceiling (aiohttp load generator vs a trivial canned-response server) ...", flush=True)
+    try:
+        with running(trivial_server(), [], 15) as triv:
+            for spec in MODELS:
+                for c in (1, MAX_BATCH):
+                    r = run_load(
+                        "client-ceil",
+                        spec,
+                        f"{triv.base}/v2/models/{spec.name}/infer",
+                        bodies[spec.name],
+                        c,
+                        args.duration,
+                        args.warmup,
+                    )
+                    ceiling.append(r)
+                    print(
+                        f"  client ceiling {spec.name} payload c={c}: {r.req_per_s:.0f} req/s, "
+                        f"p50 {r.p50_ms:.3f} ms",
+                        flush=True,
+                    )
+    except PeerError as e:
+        failures["client-ceiling"] = str(e)
+
+    contestants: list[tuple[str, Any, float]] = []
+    if not args.skip_modelserver:
+        contestants.append(
+            ("modelserver", lambda: modelserver_server(paths, args.queue_delay_us, args.threads), 90)
+        )
+    if not args.skip_triton:
+        contestants.append(("triton", lambda: triton_server(paths, args.queue_delay_us, args.threads), 180))
+    if not args.skip_mlserver:
+        contestants.append(
+            (
+                "mlserver",
+                lambda: mlserver_server(paths, args.queue_delay_us, args.threads, args.mlserver_workers),
+                180,
+            )
+        )
+    for name, make, ready_timeout in contestants:
+        print(f"{name} ...", flush=True)
+        try:
+            server = make()
+            results += measure_server(server, MODELS, bodies, expected, args, ready_timeout)
+        except (PeerError, subprocess.SubprocessError, OSError) as e:
+            failures[name] = str(e)
+            print(f"  {name} FAILED: {e}", flush=True)
+
+    for label, py in (
+        ("Triton venv", TRITON_VENV / "bin" / "python"),
+        ("MLServer venv", MLSERVER_VENV / "bin" / "python"),
+    ):
+        if py.exists():
+            for dist in ("nvidia-pytriton" if "Triton" in label else "mlserver", "onnxruntime"):
+                versions[f"{dist} ({label})"] = pip_version(py, dist)
+    triton_log = RUN_DIR / "logs" / "triton.log"
+    if triton_log.exists():
+        for line in triton_log.read_text(errors="replace").splitlines():
+            if "server_version" in line:
+                versions["tritonserver"] = line.split("|")[-2].strip() if "|" in line else line.strip()
+                break
+
+    goals = compute_goals(results, [s.name for s in MODELS])
+    settings["load_avg_at_end"] = os.getloadavg()
+    print()
+    print("=" * 100)
+    print(
+        "Runtime benchmark (noisy if other work shares this machine: load avg start "
+        f"{settings['load_avg_at_start']}, end {settings['load_avg_at_end']})"
+    )
+    print("settings: " + ", ".join(f"{k}={v}" for k, v in settings.items() if not k.startswith("load_avg")))
+    print("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+    print()
+    print(format_table(results))
+    print()
+    print("client ceiling (load generator + trivial canned-response server, same machine):")
+    print(format_table(ceiling))
+    for r in results:
+        ceil = _find(ceiling, "client-ceil", r.model, MAX_BATCH)
+        if r.target != "ort-raw" and ceil is not None and r.req_per_s > 0.5 * ceil.req_per_s:
+            print(
+                f"  note: {r.target} {r.model} c={r.concurrency} reached "
+                f"{r.req_per_s / ceil.req_per_s:.0%} of the client ceiling; the client may limit it"
+            )
+    print()
+    print("modelserver / peer:")
+    print(format_goals(goals))
+    for name, why in failures.items():
+        print(f"\nFAILED to run {name}:\n{why}")
+    print(f"\ntotal {time.monotonic() - t_start:.0f}s")
+    if args.json_out:
+        args.json_out.write_text(
+            json.dumps(
+                {
+                    "settings": settings,
+                    "versions": versions,
+                    "results": [asdict(r) for r in results],
+                    "client_ceiling": [asdict(r) for r in ceiling],
+                    "goals": [{**asdict(g), "met": g.met} for g in goals],
+                    "failures": failures,
+                },
+                indent=1,
+            )
+        )
+    return 2 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

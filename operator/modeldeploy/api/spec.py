@@ -1,0 +1,345 @@
+"""`ModelDeployment.spec`: what the user asks for. Docstrings are the `kubectl explain` text."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import ConfigDict, Field
+
+from .base import ApiModel, cel, validations
+from .types import Bound, Duration, Quantity
+
+ModelFormat = Literal["onnx", "tensorrt_plan", "torchscript"]
+RuntimeKind = Literal["onnx", "triton"]
+MetricName = Literal["successRate", "latencyP99", "latencyMean", "queueTime"]
+
+MODEL_NAME_PATTERN = r"^[a-zA-Z0-9_][a-zA-Z0-9_.-]*$"
+URI_PATTERN = r"^(https?|pvc|s3|oci|file)://.+$"
+DIGEST_PATTERN = r"^sha256:[a-f0-9]{64}$"
+GPU_RESOURCE_PATTERN = r"^nvidia\.com/(gpu|mig-[1-7]g\.[0-9]+gb)$"
+CHECK_NAME_PATTERN = r"^[a-zA-Z][a-zA-Z0-9_-]*$"
+
+
+class ModelSource(ApiModel):
+    """Where the model comes from and how it is verified before it is served."""
+
+    model_config = ConfigDict(json_schema_extra=validations(
+        cel("has(self.digest) || self.allowUnverified",
+            "digest is required unless allowUnverified is true", ".digest"),
+        cel("!self.uri.startsWith('oci://') || self.uri.contains('@sha256:')",
+            "oci:// URIs must pin a digest (repo@sha256:...)", ".uri"),
+    ))
+
+    name: Annotated[str | None, Field(pattern=MODEL_NAME_PATTERN, max_length=128)] = None
+    """Model name on the inference protocol (/v2/models/{name}). Default: metadata.name."""
+    uri: Annotated[str, Field(pattern=URI_PATTERN, max_length=2048)]
+    """Model artifact: https://host/path/model.onnx, pvc://claim/path, s3://bucket/key, oci://repo@sha256:..."""
+    digest: Annotated[str | None, Field(pattern=DIGEST_PATTERN)] = None
+    """sha256 of the artifact (sha256:<64 hex>). Verified by the init container before anything is served."""
+    allow_unverified: bool = False
+    """Serve the artifact without a digest. Only for development."""
+    format: ModelFormat = "onnx"
+    """Artifact format. tensorrt_plan and torchscript need runtime.kind triton."""
+    version: Annotated[int, Field(ge=1, le=1_000_000)] = 1
+    """Model version directory in the model repository."""
+
+
+class Batching(ApiModel):
+    """Dynamic batching: concurrent requests are merged into one batch on the server."""
+
+    model_config = ConfigDict(json_schema_extra=validations(
+        cel("!has(self.preferredBatchSizes) || self.preferredBatchSizes.all(s, s <= self.maxBatchSize)",
+            "preferredBatchSizes must not exceed maxBatchSize", ".preferredBatchSizes"),
+    ))
+
+    max_batch_size: Annotated[int, Field(ge=1, le=4096)] = 8
+    """Largest batch the server forms."""
+    max_queue_delay_microseconds: Annotated[int, Field(ge=0, le=10_000_000)] = 1000
+    """How long a request may wait for others to fill a batch."""
+    preferred_batch_sizes: Annotated[list[Annotated[int, Field(ge=1)]] | None, Field(max_length=16)] = None
+    """Batch sizes the server prefers to form (Triton's preferred_batch_size)."""
+
+
+class EnvVar(ApiModel):
+    """An environment variable of the inference container."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=256)]
+    """Variable name."""
+    value: Annotated[str, Field(max_length=32768)] = ""
+    """Variable value."""
+
+
+class Runtime(ApiModel):
+    """The inference server that runs the model."""
+
+    kind: RuntimeKind = "onnx"
+    """onnx: the modelserver image (ONNX Runtime). triton: NVIDIA Triton Inference Server."""
+    image: Annotated[str | None, Field(max_length=512)] = None
+    """Override the runtime image (default: the operator's configured image for the kind)."""
+    batching: Batching | None = None
+    """Dynamic batching settings. Unset: no server-side batching."""
+    env: Annotated[list[EnvVar], Field(max_length=64)] = Field(default_factory=list)
+    """Extra environment variables of the inference container."""
+
+
+class Gpu(ApiModel):
+    """GPUs per pod."""
+
+    count: Annotated[int, Field(ge=1, le=16)] = 1
+    """GPUs (or MIG slices) per pod."""
+    resource_name: Annotated[str, Field(pattern=GPU_RESOURCE_PATTERN)] = "nvidia.com/gpu"
+    """Extended resource: nvidia.com/gpu, or a MIG profile such as nvidia.com/mig-1g.10gb."""
+    product: Annotated[str | None, Field(pattern=r"^[A-Za-z0-9][-A-Za-z0-9_.]*$", max_length=63)] = None
+    """GPU product; pods are pinned with the node label nvidia.com/gpu.product (GPU feature discovery)."""
+
+
+class Toleration(ApiModel):
+    """A pod toleration (core/v1 Toleration)."""
+
+    key: Annotated[str | None, Field(max_length=316)] = None
+    """Taint key the toleration applies to. Empty with operator Exists matches all taints."""
+    operator: Literal["Exists", "Equal"] = "Equal"
+    """Exists or Equal."""
+    value: Annotated[str | None, Field(max_length=63)] = None
+    """Taint value for operator Equal."""
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    """Taint effect to match. Empty matches all effects."""
+    toleration_seconds: Annotated[int | None, Field(ge=0)] = None
+    """For NoExecute: how long the pod stays bound after the taint appears."""
+
+
+class Resources(ApiModel):
+    """Compute resources and placement of the inference pods."""
+
+    requests: dict[str, Quantity] = Field(default_factory=dict)
+    """Resource requests of the inference container (cpu, memory, ...)."""
+    limits: dict[str, Quantity] = Field(default_factory=dict)
+    """Resource limits of the inference container. GPU limits come from gpu."""
+    gpu: Gpu | None = None
+    """GPUs per pod. Unset: CPU only."""
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    """Node labels the pods must match (merged with the GPU product label)."""
+    tolerations: Annotated[list[Toleration], Field(max_length=32)] = Field(default_factory=list)
+    """Extra tolerations. The nvidia.com/gpu taint is tolerated automatically when GPUs are requested."""
+    affinity: dict[str, Any] = Field(default_factory=dict)
+    """Pod affinity (core/v1 Affinity), passed through unchanged."""
+    runtime_class_name: Annotated[str | None, Field(max_length=253)] = None
+    """RuntimeClass of the pods, e.g. nvidia."""
+
+
+class ScalingMetric(ApiModel):
+    """One HPA metric."""
+
+    model_config = ConfigDict(json_schema_extra=validations(
+        cel("self.type == 'queueTime' ? has(self.targetAverageMicroseconds) : has(self.targetUtilization)",
+            "cpu and memory metrics need targetUtilization; queueTime needs targetAverageMicroseconds"),
+    ))
+
+    type: Literal["cpu", "memory", "queueTime"]
+    """cpu or memory (Resource metrics), or queueTime (Pods metric nv_inference_queue_duration_us via an adapter)."""
+    target_utilization: Annotated[int | None, Field(ge=1, le=100)] = None
+    """Target average utilization in percent of the request (cpu, memory)."""
+    target_average_microseconds: Annotated[int | None, Field(ge=1)] = None
+    """Target average queue time per request in microseconds (queueTime)."""
+
+
+class Autoscaling(ApiModel):
+    """Horizontal autoscaling of the stable revision (an autoscaling/v2 HorizontalPodAutoscaler)."""
+
+    model_config = ConfigDict(json_schema_extra=validations(
+        cel("self.maxReplicas >= self.minReplicas", "maxReplicas must be >= minReplicas", ".maxReplicas"),
+        cel("self.metrics.all(m, self.metrics.exists_one(n, n.type == m.type))",
+            "each metric type may appear only once", ".metrics"),
+    ))
+
+    min_replicas: Annotated[int, Field(ge=1, le=1000)] = 1
+    """Lower bound of the replica count."""
+    max_replicas: Annotated[int, Field(ge=1, le=1000)] = 1
+    """Upper bound of the replica count."""
+    metrics: Annotated[list[ScalingMetric], Field(max_length=8)] = Field(default_factory=list)
+    """Scaling metrics. Empty: cpu at 80% utilization."""
+    behavior: dict[str, Any] = Field(default_factory=dict)
+    """HPA scaling behavior (autoscaling/v2 HorizontalPodAutoscalerBehavior), passed through."""
+
+
+class Step(ApiModel):
+    """One canary step: route `weight` percent to the canary, then hold for `pause` while analysing."""
+
+    weight: Annotated[int, Field(ge=1, le=100)]
+    """Percent of traffic to the canary during this step."""
+    pause: Duration = "0s"
+    """How long to hold this step. The step ends after the pause and at least one passed analysis."""
+
+
+class ParentRef(ApiModel):
+    """A Gateway the HTTPRoute attaches to."""
+
+    name: Annotated[str, Field(max_length=253)]
+    """Gateway name."""
+    namespace: Annotated[str | None, Field(max_length=63)] = None
+    """Gateway namespace (default: the ModelDeployment's)."""
+    section_name: Annotated[str | None, Field(max_length=253)] = None
+    """Listener name on the Gateway."""
+
+
+class GatewaySpec(ApiModel):
+    """Gateway API settings of the gatewayAPI router."""
+
+    parent_refs: Annotated[list[ParentRef], Field(min_length=1, max_length=16)]
+    """Gateways the HTTPRoute attaches to."""
+    hostnames: Annotated[list[Annotated[str, Field(max_length=253)]], Field(max_length=16)] = Field(
+        default_factory=list)
+    """Hostnames of the HTTPRoute."""
+
+
+class Traffic(ApiModel):
+    """How traffic is split between the stable and the canary revision."""
+
+    model_config = ConfigDict(json_schema_extra=validations(
+        cel("self.router != 'gatewayAPI' || has(self.gateway)",
+            "router gatewayAPI needs gateway.parentRefs", ".gateway"),
+    ))
+
+    router: Literal["service", "gatewayAPI"] = "service"
+    """service: one Service over all serving revisions, weight by replica ratio (no dependencies).
+gatewayAPI: an HTTPRoute with weighted backendRefs to per-revision Services."""
+    gateway: GatewaySpec | None = None
+    """Gateway API settings (router gatewayAPI)."""
+
+
+class Provider(ApiModel):
+    """Where analysis metrics come from."""
+
+    model_config = ConfigDict(json_schema_extra=validations(
+        cel("self.type != 'prometheus' || has(self.address)",
+            "provider type prometheus needs address", ".address"),
+    ))
+
+    type: Literal["direct", "prometheus"] = "direct"
+    """direct: the operator scrapes each ready pod's /metrics. prometheus: PromQL over the HTTP API."""
+    address: Annotated[str | None, Field(pattern=r"^https?://.+$", max_length=2048)] = None
+    """Prometheus base URL (type prometheus), e.g. http://prometheus.monitoring:9090."""
+
+
+class Check(ApiModel):
+    """One analysis check: a builtin metric or a custom PromQL query, with absolute and relative bounds."""
+
+    model_config = ConfigDict(json_schema_extra=validations(
+        cel("has(self.metric) != has(self.query)", "set exactly one of metric or query"),
+        cel("!has(self.query) || has(self.name)", "a check with a query needs a name", ".name"),
+        cel("has(self.min) || has(self.max) || has(self.maxDrop) || has(self.maxRatio)",
+            "a check needs at least one bound: min, max, maxDrop or maxRatio"),
+        cel("!has(self.maxDrop) || (has(self.metric) && self.metric == 'successRate')",
+            "maxDrop applies to metric successRate only", ".maxDrop"),
+    ))
+
+    name: Annotated[str | None, Field(pattern=CHECK_NAME_PATTERN, max_length=63)] = None
+    """Check name in status and events (default: the metric)."""
+    metric: MetricName | None = None
+    """Builtin metric: successRate, latencyP99, latencyMean or queueTime."""
+    query: Annotated[str | None, Field(max_length=4096)] = None
+    """Custom PromQL (prometheus provider) with {{namespace}}, {{name}}, {{revision}} and {{interval}}."""
+    min: float | None = None
+    """Lower bound of the canary's value."""
+    max: Bound | None = None
+    """Upper bound of the canary's value: a number, or a duration (250ms) for latency metrics."""
+    max_drop: Annotated[float | None, Field(ge=0, le=1)] = None
+    """successRate: largest allowed drop below the stable's rate in the same interval (0.005 = 0.5 points)."""
+    max_ratio: Annotated[float | None, Field(gt=0)] = None
+    """Largest allowed canary/stable ratio of the value in the same interval (1.2 = 20% worse)."""
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.metric or "custom"
+
+
+def _default_checks() -> list[Check]:
+    return [Check(metric="successRate", min=0.99), Check(metric="latencyP99", max_ratio=1.5)]
+
+
+class Analysis(ApiModel):
+    """Canary analysis: every interval each check gives pass, fail or inconclusive."""
+
+    provider: Provider = Field(default_factory=Provider)
+    """Metric source."""
+    interval: Duration = "30s"
+    """Analysis interval."""
+    failure_limit: Annotated[int, Field(ge=1, le=100)] = 2
+    """Consecutive failed intervals that roll the canary back."""
+    min_samples: Annotated[int, Field(ge=1, le=10_000_000)] = 200
+    """Requests per revision and interval below which the interval is inconclusive (never passed)."""
+    checks: Annotated[list[Check], Field(max_length=16)] = Field(
+        default_factory=_default_checks)
+    """Checks run every interval."""
+
+
+class ConfigMapRef(ApiModel):
+    """A ConfigMap in the ModelDeployment's namespace."""
+
+    name: Annotated[str, Field(max_length=253)]
+    """ConfigMap name."""
+
+
+class SmokeTest(ApiModel):
+    """Golden requests sent to canary and stable before any traffic; outputs must agree."""
+
+    config_map_ref: ConfigMapRef
+    """ConfigMap whose data keys hold Open Inference Protocol JSON infer requests."""
+    tolerance: Annotated[float, Field(ge=0)] = 1e-3
+    """Largest allowed absolute difference between canary and stable outputs."""
+
+
+class Gates(ApiModel):
+    """Checks before the canary gets any traffic."""
+
+    signature: bool = True
+    """The canary's inputs and outputs (names, dtypes, shapes) must match the stable's."""
+    smoke_test: SmokeTest | None = None
+    """Golden-input comparison between canary and stable."""
+
+
+def _default_steps() -> list[Step]:
+    return [Step(weight=10, pause="1m"), Step(weight=50, pause="1m")]
+
+
+class Rollout(ApiModel):
+    """How a new revision replaces the stable one."""
+
+    model_config = ConfigDict(json_schema_extra=validations(
+        cel("self.strategy != 'canary' || size(self.steps) > 0",
+            "a canary rollout needs at least one step", ".steps"),
+    ))
+
+    strategy: Literal["canary", "immediate"] = "canary"
+    """canary: shift traffic step by step with analysis. immediate: switch once the new revision is ready."""
+    steps: Annotated[list[Step], Field(max_length=20)] = Field(
+        default_factory=_default_steps)
+    """Canary steps with strictly increasing weights."""
+    progress_deadline_seconds: Annotated[int, Field(ge=30, le=86400)] = 600
+    """Seconds from a revision's start until it must be promoted; counted once, not reset by flapping."""
+    traffic: Traffic = Field(default_factory=Traffic)
+    """Traffic routing."""
+    analysis: Analysis = Field(default_factory=Analysis)
+    """Canary analysis."""
+    gates: Gates = Field(default_factory=Gates)
+    """Checks before any traffic reaches the canary."""
+
+
+class ModelDeploymentSpec(ApiModel):
+    """Desired state of a served model."""
+
+    model_config = ConfigDict(json_schema_extra=validations(
+        cel("self.model.format == 'onnx' || self.runtime.kind == 'triton'",
+            "model.format tensorrt_plan and torchscript need runtime.kind triton", ".runtime.kind"),
+    ))
+
+    model: ModelSource
+    """The model artifact."""
+    runtime: Runtime = Field(default_factory=Runtime)
+    """The inference server."""
+    resources: Resources = Field(default_factory=Resources)
+    """Compute resources and placement."""
+    autoscaling: Autoscaling = Field(default_factory=Autoscaling)
+    """Autoscaling of the stable revision."""
+    rollout: Rollout = Field(default_factory=Rollout)
+    """Rollout of new revisions."""

@@ -1,0 +1,161 @@
+"""`ModelDeployment.status`: written only by the operator (and intents by the CLI)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import ConfigDict, Field
+
+from .base import ApiModel
+
+Phase = Literal["Pending", "Progressing", "Healthy", "Paused", "RolledBack", "Failed"]
+FailureReason = Literal[
+    "InvalidSpec", "InsufficientGPU", "Unschedulable", "ImagePull", "ArtifactIntegrity", "ModelLoadFailed",
+    "CrashLoop", "OOMKilled", "ProgressDeadline", "AnalysisFailed", "GateFailed", "Aborted",
+]
+RevisionState = Literal["Pending", "Canary", "Stable", "Superseded", "RolledBack"]
+Verdict = Literal["Pass", "Fail", "Inconclusive"]
+IntentAction = Literal["promote", "abort", "retry", "pause", "resume"]
+
+
+class StatusModel(ApiModel):
+    # Status is written by older and newer operators alike: tolerate fields this one doesn't know.
+    model_config = ConfigDict(extra="ignore", frozen=False)
+
+
+class Condition(StatusModel):
+    """A kstatus-style condition."""
+
+    type: str
+    """Ready, Reconciling, Stalled, Available or RolloutProgressing."""
+    status: Literal["True", "False", "Unknown"]
+    """Condition status."""
+    reason: str = ""
+    """CamelCase reason."""
+    message: str = ""
+    """Human-readable detail."""
+    last_transition_time: str | None = None
+    """When status last changed (RFC 3339)."""
+    observed_generation: int | None = None
+    """metadata.generation this condition was computed for."""
+
+
+class RevisionStatus(StatusModel):
+    """A revision: one set of pods, identified by the hash of everything that changes them."""
+
+    name: str
+    """Revision name, also the Deployment's name: <name>-<hash>."""
+    spec_hash: str
+    """Hash of the pod-changing part of the spec."""
+    model_digest: str | None = None
+    """The model digest this revision serves."""
+    created_at: str | None = None
+    """When the revision was first seen (RFC 3339)."""
+    state: RevisionState = "Pending"
+    """Pending, Canary, Stable, Superseded or RolledBack."""
+
+
+class RejectedRevision(StatusModel):
+    """A revision that failed; it is not retried until the spec changes or retry is requested."""
+
+    revision: str
+    """Revision name."""
+    spec_hash: str
+    """Hash of the rejected pod spec."""
+    reason: FailureReason
+    """Why it was rejected."""
+    message: str = ""
+    """Detail, e.g. the failed check with canary and stable values."""
+    at: str | None = None
+    """When (RFC 3339)."""
+
+
+class CheckResult(StatusModel):
+    """The last analysis result of one check."""
+
+    name: str
+    """Check name."""
+    canary: float | None = None
+    """Canary value in the interval."""
+    stable: float | None = None
+    """Stable value in the interval."""
+    canary_samples: int = 0
+    """Canary requests in the interval."""
+    stable_samples: int = 0
+    """Stable requests in the interval."""
+    verdict: Verdict = "Inconclusive"
+    """Pass, Fail or Inconclusive."""
+    message: str = ""
+    """Why this verdict."""
+
+
+class AnalysisStatus(StatusModel):
+    """Progress of the canary analysis."""
+
+    step: int = 0
+    """Index of the current step."""
+    passed_intervals: int = 0
+    """Passed intervals in the current step."""
+    consecutive_failures: int = 0
+    """Failed intervals in a row."""
+    last_run: str | None = None
+    """When the last interval was analysed (RFC 3339)."""
+    verdict: Verdict | None = None
+    """Verdict of the last interval."""
+    checks: list[CheckResult] = Field(default_factory=list)
+    """Per-check results of the last interval."""
+
+
+class Intent(StatusModel):
+    """A manual request written through the status subresource (kubectl modeldeploy ...)."""
+
+    action: IntentAction
+    """promote, abort, retry, pause or resume."""
+    requested_at: str | None = None
+    """When it was requested (RFC 3339)."""
+
+
+class RolloutProgress(StatusModel):
+    """Clock state of the current rollout, so a restarted operator resumes where it was."""
+
+    revision: str
+    """The revision being rolled out."""
+    started_at: str
+    """When the revision's rollout started; the progress deadline counts from here."""
+    step_started_at: str | None = None
+    """When the current step started."""
+    paused: bool = False
+    """Paused by an intent."""
+
+
+class ModelDeploymentStatus(StatusModel):
+    """Observed state."""
+
+    observed_generation: int | None = None
+    """metadata.generation last reconciled."""
+    phase: Phase = "Pending"
+    """Pending, Progressing, Healthy, Paused, RolledBack or Failed."""
+    message: str = ""
+    """What is happening, in one line."""
+    stable_revision: str | None = None
+    """Revision that serves traffic."""
+    canary_revision: str | None = None
+    """Revision being rolled out."""
+    canary_weight: Annotated[int, Field(ge=0, le=100)] = 0
+    """Percent of traffic the canary receives (effective, as realised by the router)."""
+    replicas: int = 0
+    """Pods of the stable revision."""
+    ready_replicas: int = 0
+    """Ready pods of the stable revision."""
+    revisions: list[RevisionStatus] = Field(default_factory=list)
+    """Known revisions."""
+    rejected_revisions: list[RejectedRevision] = Field(default_factory=list)
+    """Revisions that failed and are not retried until the spec changes."""
+    rollout: RolloutProgress | None = None
+    """Clock state of the rollout in progress."""
+    analysis: AnalysisStatus | None = None
+    """Canary analysis progress."""
+    intent: Intent | None = None
+    """Pending manual intent."""
+    conditions: list[Condition] = Field(default_factory=list)
+    """Ready, Reconciling, Stalled (kstatus), Available, RolloutProgressing."""

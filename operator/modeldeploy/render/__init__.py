@@ -1,0 +1,1 @@
+"""Pure rendering: a ModelDeployment spec in, Kubernetes manifests and runtime configs out."""

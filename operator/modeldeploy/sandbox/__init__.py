@@ -1,0 +1,8 @@
+"""Local stand-ins for a Kubernetes cluster: test infrastructure that `make demo` reuses.
+
+- :mod:`.emulator` — an in-memory Kubernetes API server (kmock-based) with the semantics an
+  operator relies on: resourceVersions, conflicts, patch types, status subresource, selectors,
+  finalizers, ownerReference garbage collection, fault injection and request accounting.
+- :mod:`.emulator_server` — runs the emulator on 127.0.0.1 in a background thread.
+- :mod:`.operator_runner` — runs kopf against such a server in a background thread.
+"""

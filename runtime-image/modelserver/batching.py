@@ -1,0 +1,161 @@
+"""Request scheduling: a queue per model version drained by ``instance_count`` workers.
+
+With batching on, a worker takes the first waiting request and then every compatible one
+already queued (same non-batch dims), waiting up to ``max_queue_delay_us`` for more until
+the batch reaches the largest preferred size (or max_batch_size). Concatenation, the ORT
+run and the split all happen in the worker's thread, off the event loop. Requests of a
+different shape wait for the next batch rather than being dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from modelserver.errors import ServingError
+from modelserver.metrics import ModelStats
+from modelserver.session import Array, ModelSession
+
+Outputs = dict[str, Array]
+_ERROR = "\0error"  # key marking a per-request failure inside a batch result
+
+
+class _Pending:
+    __slots__ = ("batch", "enqueued", "feeds", "future", "outputs")
+
+    def __init__(
+        self, feeds: dict[str, Array], batch: int, outputs: list[str] | None, future: asyncio.Future[Any]
+    ) -> None:
+        self.feeds = feeds
+        self.batch = batch
+        self.outputs = outputs
+        self.future = future
+        self.enqueued = time.perf_counter_ns()
+
+    def key(self) -> tuple[tuple[str, str, tuple[int, ...]], ...]:
+        return tuple((n, str(a.dtype), a.shape[1:]) for n, a in self.feeds.items())
+
+
+class Scheduler:
+    def __init__(
+        self,
+        session: ModelSession,
+        stats: ModelStats,
+        *,
+        instances: int = 1,
+        dynamic_batching: bool = False,
+        max_queue_delay_us: int = 0,
+        preferred_batch_sizes: tuple[int, ...] = (),
+    ) -> None:
+        self.session = session
+        self.stats = stats
+        self.batching = dynamic_batching and session.max_batch_size > 0
+        limit = session.max_batch_size
+        preferred = [p for p in preferred_batch_sizes if 0 < p <= limit]
+        self.target = max(preferred) if preferred else limit
+        self.delay_s = max_queue_delay_us / 1e6
+        self.instances = max(1, instances)
+        self.executor = ThreadPoolExecutor(self.instances, thread_name_prefix=f"ort-{session.name}")
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._held: collections.deque[_Pending] = collections.deque()
+        self._workers: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self._workers = [asyncio.create_task(self._work()) for _ in range(self.instances)]
+
+    async def stop(self) -> None:
+        for w in self._workers:
+            w.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        self.executor.shutdown(wait=True)
+
+    async def infer(self, feeds: dict[str, Array], batch: int, outputs: list[str] | None) -> Outputs:
+        fut: asyncio.Future[Outputs] = asyncio.get_running_loop().create_future()
+        self.stats.pending += 1
+        self._queue.put_nowait(_Pending(feeds, batch, outputs, fut))
+        return await fut
+
+    async def _next(self) -> _Pending:
+        if self._held:
+            return self._held.popleft()
+        return await self._queue.get()
+
+    async def _gather(self, first: _Pending) -> list[_Pending]:
+        group, size, key = [first], first.batch, first.key()
+        deadline = first.enqueued / 1e9 + self.delay_s
+        while size < self.target:
+            try:
+                item = self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                remaining = deadline - time.perf_counter_ns() / 1e9
+                if remaining <= 0:
+                    break
+                try:
+                    item = await asyncio.wait_for(self._queue.get(), remaining)
+                except TimeoutError:
+                    break
+            if size + item.batch > self.session.max_batch_size or item.key() != key:
+                self._held.append(item)
+                break
+            group.append(item)
+            size += item.batch
+        return group
+
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            first = await self._next()
+            group = await self._gather(first) if self.batching else [first]
+            self.stats.pending -= len(group)
+            start = time.perf_counter_ns()
+            try:
+                results, compute_ns = await loop.run_in_executor(self.executor, self._execute, group)
+            except Exception as exc:
+                for p in group:
+                    if not p.future.done():
+                        p.future.set_exception(exc)
+                continue
+            self.stats.observe_execution(sum(start - p.enqueued for p in group), compute_ns)
+            for p, out in zip(group, results, strict=True):
+                if p.future.done():  # the client went away
+                    continue
+                err = out.get(_ERROR)
+                if err is not None:
+                    p.future.set_exception(err)  # type: ignore[arg-type]
+                else:
+                    p.future.set_result(out)
+
+    def _execute(self, group: list[_Pending]) -> tuple[list[Outputs], int]:
+        t0 = time.perf_counter_ns()
+        if len(group) == 1:
+            out = self.session.run(group[0].feeds, group[0].outputs)
+            return [out], time.perf_counter_ns() - t0
+        feeds = {n: np.concatenate([p.feeds[n] for p in group]) for n in group[0].feeds}
+        try:
+            merged = self.session.run(feeds)
+        except ServingError:
+            # One bad request must not fail its batch-mates: rerun them one by one so the
+            # error lands only on the request that caused it.
+            return self._execute_each(group, t0)
+        compute_ns = time.perf_counter_ns() - t0
+        results: list[Outputs] = []
+        offset = 0
+        for p in group:
+            wanted = p.outputs or self.session.output_names
+            results.append({n: merged[n][offset : offset + p.batch] for n in wanted})
+            offset += p.batch
+        return results, compute_ns
+
+    def _execute_each(self, group: list[_Pending], t0: int) -> tuple[list[Outputs], int]:
+        results: list[Outputs] = []
+        for p in group:
+            try:
+                results.append(self.session.run(p.feeds, p.outputs))
+            except ServingError as exc:
+                results.append({_ERROR: exc})  # type: ignore[dict-item]
+        return results, time.perf_counter_ns() - t0
