@@ -30,6 +30,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -48,7 +49,9 @@ CONCURRENCIES = (1, 8, 32)
 TRITON_VENV = WORK / "venv-triton"
 MLSERVER_VENV = WORK / "venv-mlserver"
 TRITON_PIP = ["nvidia-pytriton==0.7.0", "numpy"]
-MLSERVER_PIP = ["mlserver==1.7.1", "numpy"]
+# uvloop 0.22+ raises in asyncio.get_event_loop() without a running loop, which MLServer 1.7.1's
+# inference-pool worker calls at start-up: pin the last one it works with.
+MLSERVER_PIP = ["mlserver==1.7.1", "uvloop<0.22", "numpy"]
 
 # Goals, modelserver relative to a peer (see bench/README.md).
 GOAL_VS_TRITON = 1.5
@@ -94,6 +97,16 @@ class Result:
     samples_per_s: float
     p50_ms: float
     p99_ms: float
+    # Diagnostics: CPU time per request of the server's processes and of this client process, and
+    # the mean executed batch (nv_inference_count / nv_inference_exec_count) where the server has it.
+    server_cpu_us: float | None = None
+    client_cpu_us: float | None = None
+    avg_batch: float | None = None
+    # Server-side mean per successful request from its Triton-style counters (microseconds):
+    # whole request, time queued for a batch, ORT compute. Client p50 minus these = HTTP/JSON cost.
+    server_request_us: float | None = None
+    server_queue_us: float | None = None
+    server_compute_us: float | None = None
 
 
 def summarize(
@@ -138,9 +151,7 @@ class Goal:
         return self.value >= self.target if self.higher_is_better else self.value <= self.target
 
 
-def _find(
-    results: Sequence[Result], target: str, model: str, concurrency: int, batch: int = 1
-) -> Result | None:
+def _find(results: Sequence[Result], target: str, model: str, concurrency: int, batch: int = 1) -> Result | None:
     for r in results:
         if (r.target, r.model, r.concurrency, r.batch) == (target, model, concurrency, batch):
             return r
@@ -194,6 +205,10 @@ def compute_goals(results: Sequence[Result], models: Sequence[str]) -> list[Goal
     return goals
 
 
+def _opt(value: float | None, width: int, fmt: str) -> str:
+    return f"{'-':>{width}}" if value is None else f"{value:>{width}{fmt}}"
+
+
 def format_table(results: Sequence[Result]) -> str:
     header = (
         f"{'target':<12} {'model':<5} {'conc':>4} {'batch':>5} {'req/s':>9} {'samples/s':>10} "
@@ -206,6 +221,32 @@ def format_table(results: Sequence[Result]) -> str:
             f"{r.samples_per_s:>10.1f} {r.p50_ms:>8.3f} {r.p99_ms:>8.3f} {r.requests:>9} {r.errors:>6}"
         )
     return "\n".join(lines)
+
+
+def format_diagnostics(results: Sequence[Result]) -> str:
+    header = (
+        f"{'target':<12} {'model':<5} {'conc':>4} {'exec batch':>10} {'srv req us':>10} {'queue us':>9} "
+        f"{'compute us':>10} {'srv cpu us/req':>14} {'cli cpu us/req':>14}"
+    )
+    lines = [header, "-" * len(header)]
+    for r in results:
+        lines.append(
+            f"{r.target:<12} {r.model:<5} {r.concurrency:>4} {_opt(r.avg_batch, 10, '.1f')} "
+            f"{_opt(r.server_request_us, 10, '.0f')} {_opt(r.server_queue_us, 9, '.0f')} "
+            f"{_opt(r.server_compute_us, 10, '.0f')} {_opt(r.server_cpu_us, 14, '.0f')} "
+            f"{_opt(r.client_cpu_us, 14, '.0f')}"
+        )
+    return "\n".join(lines)
+
+
+def prom_sum(text: str, name: str, model: str) -> float:
+    """Sum of the samples of metric ``name`` with label ``model="<model>"`` in Prometheus text."""
+    total = 0.0
+    label = f'model="{model}"'
+    for line in text.splitlines():
+        if line.startswith(name) and line[len(name) : len(name) + 1] in ("{", " ") and label in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
 
 
 def format_goals(goals: Sequence[Goal]) -> str:
@@ -243,9 +284,7 @@ def export_models(out_dir: Path) -> dict[str, Path]:
     torch.manual_seed(0)
     nets: dict[str, nn.Module] = {
         # Overhead-dominated: a few microseconds of compute per sample.
-        "mlp": nn.Sequential(
-            nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10)
-        ),
+        "mlp": nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10)),
         # Compute-heavier (~22 M MACs per sample) with a small input, so JSON cost stays modest.
         "cnn": nn.Sequential(
             nn.Conv2d(1, 32, 3, padding=1),
@@ -310,6 +349,7 @@ def bench_raw_ort(spec: ModelSpec, path: Path, threads: int, duration: float, wa
         while time.perf_counter() < end:
             sess.run(None, feeds)
         lat: list[float] = []
+        cpu0 = time.process_time()
         start = time.perf_counter()
         end = start + duration
         while True:
@@ -318,7 +358,10 @@ def bench_raw_ort(spec: ModelSpec, path: Path, threads: int, duration: float, wa
                 break
             sess.run(None, feeds)
             lat.append(time.perf_counter() - t0)
-        results.append(summarize("ort-raw", spec.name, 1, batch, lat, 0, time.perf_counter() - start))
+        r = summarize("ort-raw", spec.name, 1, batch, lat, 0, time.perf_counter() - start)
+        r.server_cpu_us = (time.process_time() - cpu0) / max(1, len(lat)) * 1e6  # per session.run
+        r.avg_batch = float(batch)
+        results.append(r)
     return results
 
 
@@ -330,15 +373,48 @@ def bench_raw_ort(spec: ModelSpec, path: Path, threads: int, duration: float, wa
 def infer_body(spec: ModelSpec) -> bytes:
     """A v2 JSON request. JSON, not the binary extension: MLServer has no binary REST support."""
     x = sample_input(spec)
-    req = {
-        "inputs": [{"name": "input", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}]
-    }
+    req = {"inputs": [{"name": "input", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}]}
     return json.dumps(req).encode()
 
 
+@dataclass
+class Probe:
+    """Counters read right before and right after the measured window."""
+
+    server_cpu_s: float = 0.0
+    client_cpu_s: float = 0.0
+    metrics: str = ""
+
+
+def session_cpu_seconds(sid: int) -> float:
+    """utime+stime of every live process in session ``sid`` (the server and what it forked)."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            data = stat.read_text()
+        except OSError:
+            continue  # exited meanwhile
+        fields = data[data.rfind(")") + 2 :].split()  # after "pid (comm) "
+        if int(fields[3]) == sid:  # fields: state ppid pgrp session ... utime(11) stime(12)
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def probe(server: Server | None) -> Probe:
+    p = Probe(client_cpu_s=time.process_time())
+    if server is not None and server.proc is not None:
+        p.server_cpu_s = session_cpu_seconds(server.proc.pid)
+        if server.metrics_port:
+            with contextlib.suppress(OSError):
+                url = f"http://{HOST}:{server.metrics_port}/metrics"
+                with urllib.request.urlopen(url, timeout=5) as resp:
+                    p.metrics = resp.read().decode()
+    return p
+
+
 async def _load(
-    url: str, body: bytes, concurrency: int, duration: float, warmup: float
-) -> tuple[list[float], int, float]:
+    url: str, body: bytes, concurrency: int, duration: float, warmup: float, server: Server | None
+) -> tuple[list[float], int, float, Probe, Probe]:
     import aiohttp
 
     headers = {"Content-Type": "application/json"}
@@ -372,23 +448,43 @@ async def _load(
 
         if warmup > 0:
             stop = time.perf_counter() + warmup
-            await asyncio.wait_for(
-                asyncio.gather(*(worker(stop, False) for _ in range(concurrency))), warmup + 60
-            )
+            await asyncio.wait_for(asyncio.gather(*(worker(stop, False) for _ in range(concurrency))), warmup + 60)
+        before = probe(server)  # blocking, but nothing is in flight between the two phases
         start = time.perf_counter()
         stop = start + duration
-        await asyncio.wait_for(
-            asyncio.gather(*(worker(stop, True) for _ in range(concurrency))), duration + 60
-        )
+        await asyncio.wait_for(asyncio.gather(*(worker(stop, True) for _ in range(concurrency))), duration + 60)
         elapsed = time.perf_counter() - start
-    return lat, errors, elapsed
+        after = probe(server)
+    return lat, errors, elapsed, before, after
 
 
 def run_load(
-    target: str, spec: ModelSpec, url: str, body: bytes, concurrency: int, duration: float, warmup: float
+    target: str,
+    spec: ModelSpec,
+    url: str,
+    body: bytes,
+    concurrency: int,
+    duration: float,
+    warmup: float,
+    server: Server | None = None,
 ) -> Result:
-    lat, errors, elapsed = asyncio.run(_load(url, body, concurrency, duration, warmup))
-    return summarize(target, spec.name, concurrency, 1, lat, errors, elapsed)
+    lat, errors, elapsed, before, after = asyncio.run(_load(url, body, concurrency, duration, warmup, server))
+    r = summarize(target, spec.name, concurrency, 1, lat, errors, elapsed)
+    n = max(1, len(lat) + errors)
+    r.client_cpu_us = (after.client_cpu_s - before.client_cpu_s) / n * 1e6
+    if server is not None:
+        r.server_cpu_us = (after.server_cpu_s - before.server_cpu_s) / n * 1e6
+
+        def delta(name: str) -> float:
+            return prom_sum(after.metrics, name, spec.name) - prom_sum(before.metrics, name, spec.name)
+
+        execs, ok = delta("nv_inference_exec_count"), delta("nv_inference_request_success")
+        r.avg_batch = delta("nv_inference_count") / execs if execs > 0 else None
+        if ok > 0:
+            r.server_request_us = delta("nv_inference_request_duration_us") / ok
+            r.server_queue_us = delta("nv_inference_queue_duration_us") / ok
+            r.server_compute_us = delta("nv_inference_compute_infer_duration_us") / ok
+    return r
 
 
 async def _fetch(method: str, url: str, body: bytes | None = None) -> tuple[int, bytes]:
@@ -447,6 +543,7 @@ class Server:
     cmd: list[str]
     http_port: int
     log: Path
+    metrics_port: int | None = None
     env: dict[str, str] = field(default_factory=dict)
     cwd: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
@@ -539,9 +636,7 @@ def ensure_venv(path: Path, packages: list[str], label: str) -> Path:
             timeout=1800,
         )
     if proc.returncode != 0:
-        raise PeerError(
-            f"pip install for {label} failed (exit {proc.returncode}); log {log}:\n{log_tail(log)}"
-        )
+        raise PeerError(f"pip install for {label} failed (exit {proc.returncode}); log {log}:\n{log_tail(log)}")
     marker.write_text(want)
     return path / "bin" / "python"
 
@@ -614,7 +709,7 @@ def modelserver_server(paths: dict[str, Path], queue_delay_us: int, threads: int
         if flag in help_text.stdout:
             cmd += [flag, str(threads)]
             break
-    return Server("modelserver", cmd, http, RUN_DIR / "logs" / "modelserver.log", env=env)
+    return Server("modelserver", cmd, http, RUN_DIR / "logs" / "modelserver.log", metrics, env=env)
 
 
 def triton_dist(venv_dir: Path) -> tuple[Path, Path, Path]:
@@ -687,7 +782,7 @@ def triton_server(paths: dict[str, Path], queue_delay_us: int, threads: int) -> 
         "PYTHONPATH": str(TRITON_VENV / "lib" / "python3.11" / "site-packages"),
         "OMP_NUM_THREADS": str(threads),
     }
-    return Server("triton", cmd, http, RUN_DIR / "logs" / "triton.log", env=env)
+    return Server("triton", cmd, http, RUN_DIR / "logs" / "triton.log", metrics, env=env)
 
 
 def mlserver_server(paths: dict[str, Path], queue_delay_us: int, threads: int, workers: int) -> Server:
@@ -771,7 +866,7 @@ def measure_server(
             url = f"{server.base}/v2/models/{spec.name}/infer"
             check_output(server.name, spec, url, bodies[spec.name], expected[spec.name])
             for c in CONCURRENCIES:
-                r = run_load(server.name, spec, url, bodies[spec.name], c, args.duration, args.warmup)
+                r = run_load(server.name, spec, url, bodies[spec.name], c, args.duration, args.warmup, server)
                 print(
                     f"  {server.name:<12} {spec.name:<4} c={c:<3} {r.req_per_s:9.1f} req/s"
                     f"  p50 {r.p50_ms:7.3f} ms  p99 {r.p99_ms:7.3f} ms  errors {r.errors}",
@@ -790,12 +885,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="short durations for a smoke run")
     p.add_argument("--duration", type=float, help="seconds of measured load per point (default 10, quick 2)")
-    p.add_argument(
-        "--warmup", type=float, help="seconds of unmeasured load before each point (default 2, quick 0.5)"
-    )
-    p.add_argument(
-        "--queue-delay-us", type=int, default=200, help="dynamic/adaptive batching delay, all servers"
-    )
+    p.add_argument("--warmup", type=float, help="seconds of unmeasured load before each point (default 2, quick 0.5)")
+    p.add_argument("--queue-delay-us", type=int, default=200, help="dynamic/adaptive batching delay, all servers")
     p.add_argument("--threads", type=int, default=1, help="ORT intra-op threads per session, all contestants")
     p.add_argument(
         "--mlserver-workers",
@@ -848,8 +939,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     paths = export_models(RUN_DIR / "models")
     bodies = {s.name: infer_body(s) for s in MODELS}
     expected = {
-        s.name: ort_session(paths[s.name], args.threads).run(None, {"input": sample_input(s)})[0]
-        for s in MODELS
+        s.name: ort_session(paths[s.name], args.threads).run(None, {"input": sample_input(s)})[0] for s in MODELS
     }
 
     print("raw ONNX Runtime in-process ...", flush=True)
@@ -872,8 +962,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     )
                     ceiling.append(r)
                     print(
-                        f"  client ceiling {spec.name} payload c={c}: {r.req_per_s:.0f} req/s, "
-                        f"p50 {r.p50_ms:.3f} ms",
+                        f"  client ceiling {spec.name} payload c={c}: {r.req_per_s:.0f} req/s, p50 {r.p50_ms:.3f} ms",
                         flush=True,
                     )
     except PeerError as e:
@@ -881,9 +970,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     contestants: list[tuple[str, Any, float]] = []
     if not args.skip_modelserver:
-        contestants.append(
-            ("modelserver", lambda: modelserver_server(paths, args.queue_delay_us, args.threads), 90)
-        )
+        contestants.append(("modelserver", lambda: modelserver_server(paths, args.queue_delay_us, args.threads), 90))
     if not args.skip_triton:
         contestants.append(("triton", lambda: triton_server(paths, args.queue_delay_us, args.threads), 180))
     if not args.skip_mlserver:
@@ -929,6 +1016,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
     print()
     print(format_table(results))
+    print()
+    print("diagnostics (per request; exec batch and srv/queue/compute us from the server's nv_inference_* counters):")
+    print(format_diagnostics(results))
     print()
     print("client ceiling (load generator + trivial canned-response server, same machine):")
     print(format_table(ceiling))

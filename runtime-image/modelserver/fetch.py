@@ -210,9 +210,7 @@ def parse_digest(digest: str) -> str:
     if match["algo"] != "sha256":
         raise UsageError(f"unsupported digest algorithm {match['algo']!r} in {digest!r}: only sha256")
     if len(match["hex"]) != 64:
-        raise UsageError(
-            f"invalid digest {digest!r}: sha256 needs 64 hex characters, got {len(match['hex'])}"
-        )
+        raise UsageError(f"invalid digest {digest!r}: sha256 needs 64 hex characters, got {len(match['hex'])}")
     return "sha256:" + match["hex"].lower()
 
 
@@ -237,9 +235,9 @@ def _validate_name(kind: str, value: str) -> str:
 
 def _validate_version(version: str | int) -> str:
     text = str(version).strip()
-    # Triton only loads numeric version directories.
-    if not text.isdigit() or not text.isascii():
-        raise UsageError(f"invalid version {version!r}: Triton versions are non-negative integers")
+    # Triton ignores version directories that are not numeric or that start with 0.
+    if not text.isdigit() or not text.isascii() or int(text) == 0:
+        raise UsageError(f"invalid version {version!r}: Triton versions are positive integers")
     return str(int(text))
 
 
@@ -326,9 +324,7 @@ class HttpSource:
         except urllib.error.URLError as exc:
             if isinstance(exc.reason, ssl.SSLCertVerificationError):
                 # Retrying cannot fix a bad certificate.
-                raise DownloadError(
-                    f"{self.description}: TLS certificate not trusted: {exc.reason}"
-                ) from None
+                raise DownloadError(f"{self.description}: TLS certificate not trusted: {exc.reason}") from None
             raise TransientError(f"cannot connect: {_reason(exc.reason)}") from None
         except (OSError, http.client.HTTPException) as exc:
             raise TransientError(_reason(exc)) from None
@@ -496,9 +492,7 @@ def _parse_content_range(value: str | None) -> tuple[int, int | None] | None:
     return int(match[1]), (None if match[3] == "*" else int(match[3]))
 
 
-def resolve_source(
-    uri: str, *, pvc_root: str | os.PathLike[str] = DEFAULT_PVC_ROOT, timeout: float = 30.0
-) -> Source:
+def resolve_source(uri: str, *, pvc_root: str | os.PathLike[str] = DEFAULT_PVC_ROOT, timeout: float = 30.0) -> Source:
     """Map a model URI to a :class:`Source`, or raise :class:`UsageError`."""
     if not uri or not uri.strip():
         raise UsageError("empty model URI")
@@ -530,13 +524,9 @@ def resolve_source(
             raise UsageError(f"invalid URI {uri!r}: expected s3://BUCKET/KEY")
         return S3Source(parsed.netloc, urllib.parse.unquote(key), uri, timeout)
     if scheme == "oci":
-        raise UsageError(
-            f"oci:// model URIs are not supported yet ({uri}); use https://, s3://, pvc:// or file://"
-        )
+        raise UsageError(f"oci:// model URIs are not supported yet ({uri}); use https://, s3://, pvc:// or file://")
     if scheme and len(scheme) > 1:  # a one-letter "scheme" is a Windows drive letter
-        raise UsageError(
-            f"unsupported URI scheme {scheme!r} in {uri!r}; use https://, s3://, pvc:// or file://"
-        )
+        raise UsageError(f"unsupported URI scheme {scheme!r} in {uri!r}; use https://, s3://, pvc:// or file://")
     return LocalSource(Path(uri), f"file {uri}")
 
 
@@ -599,8 +589,7 @@ def _download(
                 written += len(block)
                 if max_bytes and written > max_bytes:
                     raise TooLargeError(
-                        f"{source.description} exceeds the --max-bytes limit of {max_bytes} "
-                        f"({_fmt_size(max_bytes)})"
+                        f"{source.description} exceeds the --max-bytes limit of {max_bytes} ({_fmt_size(max_bytes)})"
                     )
                 try:
                     out.write(block)
@@ -615,9 +604,7 @@ def _download(
         except TransientError as exc:
             failures += 1
             if not source.retryable or failures > retries:
-                raise DownloadError(
-                    f"{source.description}: giving up after {failures} attempt(s): {exc}"
-                ) from None
+                raise DownloadError(f"{source.description}: giving up after {failures} attempt(s): {exc}") from None
             delay = min(backoff * 2 ** (failures - 1), 30.0)
             log(f"attempt {failures} failed ({exc}); retrying in {delay:.2f}s from byte {written}")
             time.sleep(delay)
@@ -725,9 +712,7 @@ def fetch_model_detailed(
     # Validate everything before touching the network or the disk.
     expected = parse_digest(digest) if digest else None
     if expected is None and not allow_unverified:
-        raise UsageError(
-            "no --digest given: pass --digest sha256:<hex>, or --allow-unverified to skip the check"
-        )
+        raise UsageError("no --digest given: pass --digest sha256:<hex>, or --allow-unverified to skip the check")
     if model_format not in FORMAT_FILENAMES:
         raise UsageError(f"unknown format {model_format!r}: use one of {', '.join(FORMAT_FILENAMES)}")
     model = _validate_name("model name", model)
@@ -795,9 +780,7 @@ def fetch_model_detailed(
                 f"({size} bytes); refusing to install the model"
             )
         if expected is None:
-            say(
-                f"WARNING: {source.description} was not verified (--allow-unverified); its digest is {actual}"
-            )
+            say(f"WARNING: {source.description} was not verified (--allow-unverified); its digest is {actual}")
 
         _install(repo, staging, partial, model_dir, version_dir, target, config_text)
         return FetchResult(target, actual, size, reused=False)
@@ -872,9 +855,7 @@ def _fsync_dir(path: Path) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``fetch`` options to ``parser`` (used by ``modelserver.cli``)."""
-    parser.add_argument(
-        "uri", help="model URI: https://..., s3://BUCKET/KEY, pvc://CLAIM/PATH, file:///PATH or PATH"
-    )
+    parser.add_argument("uri", help="model URI: https://..., s3://BUCKET/KEY, pvc://CLAIM/PATH, file:///PATH or PATH")
     parser.add_argument("--digest", default=None, help="expected digest, sha256:<64 hex>")
     parser.add_argument(
         "--into",
@@ -935,8 +916,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--termination-log",
         default=DEFAULT_TERMINATION_LOG,
         metavar="PATH",
-        help="also write a failure message here if the file exists "
-        f"(default {DEFAULT_TERMINATION_LOG}; '' to disable)",
+        help=f"also write a failure message here if the file exists (default {DEFAULT_TERMINATION_LOG}; '' to disable)",
     )
     parser.add_argument("--quiet", action="store_true", help="only print errors")
 
@@ -1004,7 +984,7 @@ def _report(args: argparse.Namespace, reason: str, message: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Standalone entry point (``python -m modelserver.fetch``); the CLI uses add_arguments/run."""
-    parser = argparse.ArgumentParser(prog="modelserver fetch", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="modelserver fetch", description=(__doc__ or "").split("\n\n")[0])
     add_arguments(parser)
     return run(parser.parse_args(argv))
 

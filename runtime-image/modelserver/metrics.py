@@ -86,7 +86,7 @@ class ServerMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.models: dict[tuple[str, str], ModelStats] = {}
-        self.registry.register(self)  # type: ignore[arg-type]
+        self.registry.register(self)
 
     def stats(self, model: str, version: int | str) -> ModelStats:
         key = (model, str(version))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
+from google.protobuf import json_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from modelserver.datatypes import V2_TO_CONFIG
@@ -28,3 +31,23 @@ def model_config(model: LoadedModel) -> mc.ModelConfig:
     del cfg.instance_group[:]
     cfg.instance_group.add(count=sched.instances, kind=mc.ModelInstanceGroup.KIND_CPU)
     return cfg
+
+
+# int64 fields protobuf's JSON mapping renders as strings; Triton's REST API sends numbers.
+_INT64_KEYS = frozenset({"dims", "max_queue_delay_microseconds", "default_timeout_microseconds"})
+
+
+def config_json(cfg: mc.ModelConfig) -> dict[str, Any]:
+    """The config as Triton's REST ``/config`` endpoint renders it."""
+    raw = json_format.MessageToDict(cfg, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+    return cast(dict[str, Any], _ints(raw))
+
+
+def _ints(obj: Any, key: str = "") -> Any:
+    if isinstance(obj, dict):
+        return {k: _ints(v, k) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_ints(v, key) for v in obj]
+    if key in _INT64_KEYS and isinstance(obj, str):
+        return int(obj)
+    return obj

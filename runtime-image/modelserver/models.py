@@ -121,7 +121,7 @@ class ModelManager:
         if entry is None:
             raise ModelNotFound(f"unknown model '{name}'")
         if version:
-            if not version.isdigit() or int(version) not in entry.versions:
+            if not (version.isascii() and version.isdigit()) or int(version) not in entry.versions:
                 raise ModelNotFound(f"unknown version '{version}' of model '{name}'")
             v = int(version)
         else:

@@ -35,7 +35,7 @@ def scan_repository(root: Path) -> list[ModelEntry]:
     for model_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         versions: dict[int, Path] = {}
         for vdir in model_dir.iterdir():
-            if vdir.is_dir() and vdir.name.isdigit() and (vdir / "model.onnx").is_file():
+            if vdir.is_dir() and vdir.name.isascii() and vdir.name.isdigit() and (vdir / "model.onnx").is_file():
                 versions[int(vdir.name)] = vdir / "model.onnx"
         if not versions:
             continue

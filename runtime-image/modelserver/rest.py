@@ -8,12 +8,11 @@ import time
 from typing import Any
 
 from aiohttp import web
-from google.protobuf import json_format
 
 from modelserver import __version__
 from modelserver.errors import BackendError, RequestTooLarge, ServingError
+from modelserver.model_config import config_json, model_config
 from modelserver.models import LoadedModel, ModelManager
-from modelserver.model_config import model_config
 from modelserver.rest_codec import HEADER_LENGTH, decode_request, encode_response
 
 log = logging.getLogger("modelserver.rest")
@@ -91,8 +90,7 @@ class RestApi:
             model = self._resolve(request)
         except ServingError as exc:
             return _error(exc)
-        cfg = json_format.MessageToDict(model_config(model), preserving_proto_field_name=True)
-        return _json(cfg)
+        return _json(config_json(model_config(model)))
 
     async def infer(self, request: web.Request) -> web.Response:
         t0 = time.perf_counter_ns()
@@ -125,6 +123,4 @@ class RestApi:
         stats.observe_success(time.perf_counter_ns() - t0, req.batch)
         if hlen is None:
             return web.Response(body=payload, content_type="application/json")
-        return web.Response(
-            body=payload, content_type="application/octet-stream", headers={HEADER_LENGTH: str(hlen)}
-        )
+        return web.Response(body=payload, content_type="application/octet-stream", headers={HEADER_LENGTH: str(hlen)})

@@ -136,12 +136,15 @@ def _from_json(name: str, datatype: str, dtype: np.dtype[Any], data: Any, count:
         flat = data if all(not isinstance(v, list) for v in data) else np.asarray(data, dtype=object).ravel()
         arr: Array = strings_from_json(name, list(flat))
     else:
-        if any(isinstance(v, str | dict) for v in data):
-            raise InvalidInput(f"input '{name}': 'data' must hold numbers for {datatype}")
         try:
-            arr = np.asarray(data, dtype=dtype).reshape(-1)
+            # Convert without a target dtype first so None, strings or objects show up as a
+            # non-numeric array instead of silently becoming NaN or being parsed.
+            parsed = np.asarray(data)
         except (ValueError, TypeError, OverflowError) as exc:
-            raise InvalidInput(f"input '{name}': data does not fit {datatype}: {exc}") from None
+            raise InvalidInput(f"input '{name}': data is not a regular array: {exc}") from None
+        if parsed.dtype.kind not in "biuf" and parsed.size:
+            raise InvalidInput(f"input '{name}': 'data' must hold numbers for {datatype}")
+        arr = parsed.astype(dtype, copy=False).reshape(-1)
     if arr.size != count:
         raise InvalidInput(f"input '{name}': {arr.size} elements of data for shape of {count} elements")
     return arr
@@ -158,9 +161,7 @@ def encode_response(
         datatype = datatypes[name]
         entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(arr.shape)}
         if req.binary.get(name, req.binary_default):
-            raw = (
-                memoryview(serialize_bytes(arr)) if datatype == "BYTES" else np.ascontiguousarray(arr).data
-            )
+            raw = memoryview(serialize_bytes(arr)) if datatype == "BYTES" else np.ascontiguousarray(arr).data
             entry["parameters"] = {"binary_data_size": raw.nbytes}
             blobs.append(raw)
         else:

@@ -90,9 +90,7 @@ class ModelSession:
         if spec is None:
             raise InvalidInput(f"unexpected input '{name}' for model '{self.name}'")
         if datatype != spec.datatype:
-            raise InvalidInput(
-                f"input '{name}': datatype {datatype!r} does not match the model's {spec.datatype}"
-            )
+            raise InvalidInput(f"input '{name}': datatype {datatype!r} does not match the model's {spec.datatype}")
         if len(shape) != len(spec.shape):
             raise InvalidInput(
                 f"input '{name}': shape {list(shape)} has rank {len(shape)}, model expects {list(spec.shape)}"
@@ -101,9 +99,7 @@ class ModelSession:
             if type(got) is not int or got < 0 or (want >= 0 and got != want):
                 raise InvalidInput(f"input '{name}': shape {list(shape)} does not match {list(spec.shape)}")
         if self.max_batch_size and shape[0] > self.max_batch_size:
-            raise InvalidInput(
-                f"input '{name}': batch size {shape[0]} exceeds max_batch_size {self.max_batch_size}"
-            )
+            raise InvalidInput(f"input '{name}': batch size {shape[0]} exceeds max_batch_size {self.max_batch_size}")
         return spec, math.prod(shape)
 
     def check_complete(self, feeds: dict[str, Array]) -> int:

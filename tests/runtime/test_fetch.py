@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from modelserver import fetch
 
 pytestmark = pytest.mark.timeout(60)
@@ -53,7 +52,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         path = self.path.split("?")[0]
         served.requests.append((path, self.headers.get("Range")))
         n = served.counts[path] = served.counts.get(path, 0) + 1
-        ranges = not path.startswith(("/norange", "/truncate"))
+        ranges = not path.startswith(("/norange", "/truncate", "/ignorerange"))
         if path == "/missing":
             return self._plain(404, b"no such model")
         if path == "/forbidden":
@@ -87,9 +86,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("ETag", '"v1"')
-        self.send_header("Accept-Ranges", "bytes" if ranges else "none")
+        if not path.startswith("/ignorerange"):  # that one ignores Range without saying so
+            self.send_header("Accept-Ranges", "bytes" if ranges else "none")
         self.end_headers()
-        drop = (path in ("/drop-once", "/norange-drop-once") and n == 1) or path == "/truncate"
+        drop = (
+            path in ("/drop-once", "/norange-drop-once", "/ignorerange-drop-once") and n == 1
+        ) or path == "/truncate"
         if drop:
             # Announce the full length, send part of it, hang up.
             self.wfile.write(body[: len(body) // 3])
@@ -164,9 +166,7 @@ def assert_one_line_error(outcome: Outcome, reason: str) -> None:
 
 def test_good_digest_installs_model(server: Served, tmp_path: Path, cli: Any) -> None:
     repo = tmp_path / "models"
-    result = cli(
-        f"{server.base}/model", "--digest", GOOD, "--into", str(repo), "--model", "m", "--version", "3"
-    )
+    result = cli(f"{server.base}/model", "--digest", GOOD, "--into", str(repo), "--model", "m", "--version", "3")
     assert result.code == fetch.EXIT_OK, result.err
     target = repo / "m" / "3" / "model.onnx"
     assert target.read_bytes() == BLOB
@@ -179,9 +179,7 @@ def test_good_digest_installs_model(server: Served, tmp_path: Path, cli: Any) ->
     ("fmt", "name"), [("onnx", "model.onnx"), ("tensorrt_plan", "model.plan"), ("torchscript", "model.pt")]
 )
 def test_format_decides_file_name(server: Served, tmp_path: Path, cli: Any, fmt: str, name: str) -> None:
-    result = cli(
-        f"{server.base}/m", "--digest", GOOD, "--into", str(tmp_path), "--model", "x", "--format", fmt
-    )
+    result = cli(f"{server.base}/m", "--digest", GOOD, "--into", str(tmp_path), "--model", "x", "--format", fmt)
     assert result.code == 0, result.err
     assert (tmp_path / "x" / "1" / name).read_bytes() == BLOB
 
@@ -196,9 +194,7 @@ def test_wrong_digest_fails_and_leaves_nothing(server: Served, tmp_path: Path, c
 
 
 def test_wrong_digest_is_checked_even_with_allow_unverified(server: Served, tmp_path: Path, cli: Any) -> None:
-    result = cli(
-        f"{server.base}/m", "--digest", WRONG, "--allow-unverified", "--into", str(tmp_path), "--model", "m"
-    )
+    result = cli(f"{server.base}/m", "--digest", WRONG, "--allow-unverified", "--into", str(tmp_path), "--model", "m")
     assert result.code == fetch.EXIT_INTEGRITY
     assert repo_files(tmp_path) == []
 
@@ -207,24 +203,28 @@ def test_dropped_connection_resumes_with_range(server: Served, tmp_path: Path, c
     result = cli(f"{server.base}/drop-once", "--digest", GOOD, "--into", str(tmp_path), "--model", "m")
     assert result.code == 0, result.err
     assert (tmp_path / "m" / "1" / "model.onnx").read_bytes() == BLOB
-    (first, first_range), (second, second_range) = server.requests
-    assert first_range is None
-    assert second_range == f"bytes={len(BLOB) // 3}-"  # resumed where the body was cut, not from 0
+    ranges = [header for _, header in server.requests]
+    assert ranges[0] is None
+    assert ranges[1] == f"bytes={len(BLOB) // 3}-"  # resumed where the body was cut, not from 0
+    assert len(ranges) == 2
 
 
 def test_dropped_connection_without_range_support_restarts(server: Served, tmp_path: Path, cli: Any) -> None:
-    result = cli(
-        f"{server.base}/norange-drop-once", "--digest", GOOD, "--into", str(tmp_path), "--model", "m"
-    )
+    result = cli(f"{server.base}/norange-drop-once", "--digest", GOOD, "--into", str(tmp_path), "--model", "m")
     assert result.code == 0, result.err
     assert (tmp_path / "m" / "1" / "model.onnx").read_bytes() == BLOB
     assert [r for _, r in server.requests] == [None, None]  # Accept-Ranges: none -> no Range sent
 
 
+def test_server_ignoring_range_restarts_from_zero(server: Served, tmp_path: Path, cli: Any) -> None:
+    result = cli(f"{server.base}/ignorerange-drop-once", "--digest", GOOD, "--into", str(tmp_path), "--model", "m")
+    assert result.code == 0, result.err
+    assert (tmp_path / "m" / "1" / "model.onnx").read_bytes() == BLOB  # no spliced bytes
+    assert [r for _, r in server.requests] == [None, f"bytes={len(BLOB) // 3}-"]
+
+
 def test_always_truncating_server_fails_cleanly(server: Served, tmp_path: Path, cli: Any) -> None:
-    result = cli(
-        f"{server.base}/truncate", "--digest", GOOD, "--into", str(tmp_path), "--model", "m", "--retries", "2"
-    )
+    result = cli(f"{server.base}/truncate", "--digest", GOOD, "--into", str(tmp_path), "--model", "m", "--retries", "2")
     assert result.code == fetch.EXIT_DOWNLOAD
     assert_one_line_error(result, "DownloadFailed")
     assert "3 attempt" in result.err
@@ -245,9 +245,7 @@ def test_read_timeout_is_retried(server: Served, tmp_path: Path, capsys: pytest.
 
 
 def test_size_limit_from_content_length(server: Served, tmp_path: Path, cli: Any) -> None:
-    result = cli(
-        f"{server.base}/m", "--digest", GOOD, "--into", str(tmp_path), "--model", "m", "--max-bytes", "1Ki"
-    )
+    result = cli(f"{server.base}/m", "--digest", GOOD, "--into", str(tmp_path), "--model", "m", "--max-bytes", "1Ki")
     assert result.code == fetch.EXIT_TOO_LARGE
     assert_one_line_error(result, "ArtifactTooLarge")
     assert "1024" in result.err
@@ -385,9 +383,7 @@ def test_stale_staging_dir_is_removed(server: Served, tmp_path: Path, cli: Any) 
     assert not stale.exists()
 
 
-def test_termination_log_gets_the_reason(
-    server: Served, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_termination_log_gets_the_reason(server: Served, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     log = tmp_path / "termination-log"
     log.write_text("")
     parser = argparse.ArgumentParser()
@@ -538,17 +534,13 @@ def s3_env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def test_s3_through_endpoint_env(s3_env: str, tmp_path: Path, cli: Any) -> None:
-    result = cli(
-        f"s3://{s3_env}/resnet/3/model.onnx", "--digest", GOOD, "--into", str(tmp_path), "--model", "m"
-    )
+    result = cli(f"s3://{s3_env}/resnet/3/model.onnx", "--digest", GOOD, "--into", str(tmp_path), "--model", "m")
     assert result.code == 0, result.err
     assert (tmp_path / "m" / "1" / "model.onnx").read_bytes() == BLOB
 
 
 def test_s3_wrong_digest(s3_env: str, tmp_path: Path, cli: Any) -> None:
-    result = cli(
-        f"s3://{s3_env}/resnet/3/model.onnx", "--digest", WRONG, "--into", str(tmp_path), "--model", "m"
-    )
+    result = cli(f"s3://{s3_env}/resnet/3/model.onnx", "--digest", WRONG, "--into", str(tmp_path), "--model", "m")
     assert result.code == fetch.EXIT_INTEGRITY
     assert repo_files(tmp_path) == []
 
@@ -658,7 +650,8 @@ def test_bad_uris(uri: str, needle: str, tmp_path: Path, cli: Any) -> None:
 
 
 @pytest.mark.parametrize(
-    ("model", "version"), [("../x", "1"), (".hidden", "1"), ("a/b", "1"), ("m", "v1"), ("m", "-1")]
+    ("model", "version"),
+    [("../x", "1"), (".hidden", "1"), ("a/b", "1"), ("m", "v1"), ("m", "-1"), ("m", "0")],
 )
 def test_bad_model_or_version(model: str, version: str, model_file: Path, tmp_path: Path, cli: Any) -> None:
     result = cli(
@@ -723,3 +716,13 @@ def test_sigterm_mid_download_leaves_nothing(server: Served, tmp_path: Path) -> 
     assert proc.returncode == fetch.EXIT_INTERRUPTED
     assert "Interrupted" in err and "Traceback" not in err
     assert repo_files(tmp_path) == []
+
+
+def test_wired_as_modelserver_fetch_subcommand(server: Served, tmp_path: Path) -> None:
+    from modelserver import cli
+
+    base = ["fetch", f"{server.base}/m", "--into", str(tmp_path), "--model", "m", "--termination-log", ""]
+    assert cli.main([*base, "--digest", WRONG]) == fetch.EXIT_INTEGRITY
+    assert repo_files(tmp_path) == []
+    assert cli.main([*base, "--digest", GOOD]) == fetch.EXIT_OK
+    assert (tmp_path / "m" / "1" / "model.onnx").read_bytes() == BLOB

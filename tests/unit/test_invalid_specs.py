@@ -11,7 +11,6 @@ import copy
 from typing import Any
 
 import pytest
-
 from modeldeploy.api.admission import admit
 from modeldeploy.api.semantics import spec_problems
 

@@ -7,6 +7,7 @@ import inspect
 import json
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,8 +77,12 @@ def _load_state_dict(module: torch.nn.Module, weights: Path) -> None:
         raise ExportError(f"weights file {str(weights)!r} does not exist")
     try:
         # weights_only: a state dict needs no pickled code, and loading code is unsafe.
-        state = torch.load(weights, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            state = torch.load(weights, map_location="cpu", weights_only=True)
     except Exception as exc:
+        if "TorchScript archive" in str(exc):
+            raise ExportError(f"weights {str(weights)!r} is a TorchScript file; pass it as --torchscript") from None
         raise ExportError(f"cannot read weights {str(weights)!r}: {describe(exc)}") from None
     if isinstance(state, dict):  # training checkpoints often nest the state dict
         for key in ("state_dict", "model_state_dict", "model"):
@@ -140,7 +145,9 @@ def flatten_outputs(value: Any) -> list[torch.Tensor]:
     raise ExportError(f"model output contains a {type(value).__name__}; only tensors (in tuples/lists/dicts) export")
 
 
-def run_torch(module: torch.nn.Module, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+def run_torch(
+    module: torch.nn.Module, arrays: Sequence[np.ndarray], what: str = "the example input"
+) -> list[np.ndarray]:
     """Run the model on numpy inputs; a failure is a one-line ExportError."""
     tensors = [torch.from_numpy(np.ascontiguousarray(a)) for a in arrays]
     try:
@@ -148,7 +155,7 @@ def run_torch(module: torch.nn.Module, arrays: Sequence[np.ndarray]) -> list[np.
             result = module(*tensors)
     except Exception as exc:
         shapes = ", ".join(f"{tuple(t.shape)} {str(t.dtype).removeprefix('torch.')}" for t in tensors)
-        raise ExportError(f"forward() failed on the example input [{shapes}]: {describe(exc)}") from None
+        raise ExportError(f"forward() failed on {what} [{shapes}]: {describe(exc)}") from None
     outputs = flatten_outputs(result)
     if not outputs:
         raise ExportError("model returned no tensors")

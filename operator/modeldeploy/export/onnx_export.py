@@ -46,7 +46,8 @@ def _explain(exc: BaseException, opset: int | None, dynamic_batch: bool) -> str:
     text = str(exc)
     chain = text + " " + " ".join(str(e) for e in (exc.__cause__, exc.__context__) if e is not None)
     if m := _NO_ONNX_FUNCTION.search(chain):
-        return f"unsupported operator {m.group(1)}.{m.group(2)}: no ONNX translation (opset {opset or 'default'})"
+        at = f" at opset {opset}" if opset else ""
+        return f"unsupported operator {m.group(1)}.{m.group(2)}: no ONNX translation{at}"
     if m := _UNSUPPORTED_LEGACY.search(chain):
         return f"unsupported operator {m.group(1)} at ONNX opset {m.group(2)}"
     if dynamic_batch and re.search(r"Constraints violated|specializ|not in VR\[", chain):

@@ -2,7 +2,10 @@
 
 - :mod:`.emulator` — an in-memory Kubernetes API server (kmock-based) with the semantics an
   operator relies on: resourceVersions, conflicts, patch types, status subresource, selectors,
-  finalizers, ownerReference garbage collection, fault injection and request accounting.
-- :mod:`.emulator_server` — runs the emulator on 127.0.0.1 in a background thread.
-- :mod:`.operator_runner` — runs kopf against such a server in a background thread.
+  finalizers, ownerReference garbage collection, fault injection and request accounting
+  (helpers: :mod:`.resources` — the served resources, :mod:`.selectors`, :mod:`.mutations`).
+- :mod:`.emulator_server` — runs the emulator on 127.0.0.1 in a background thread, with sync
+  accessors acting as a user would (``running_emulator() -> EmulatorHandle``).
+- :mod:`.operator_runner` — runs kopf against such a server in a background thread
+  (``running_operator(url, module=... | registry=... | handlers=...)``, ``wait_until``).
 """

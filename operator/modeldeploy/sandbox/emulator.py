@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import copy
 import dataclasses
 import json
@@ -58,25 +59,44 @@ SANDBOX_USER_AGENT = "modeldeploy-sandbox"
 
 WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 _REASONS = {
-    400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 405: "MethodNotAllowed",
-    409: "Conflict", 410: "Expired", 415: "UnsupportedMediaType", 422: "Invalid", 429: "TooManyRequests",
-    500: "InternalError", 503: "ServiceUnavailable", 504: "Timeout",
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    409: "Conflict",
+    410: "Expired",
+    415: "UnsupportedMediaType",
+    422: "Invalid",
+    429: "TooManyRequests",
+    500: "InternalError",
+    503: "ServiceUnavailable",
+    504: "Timeout",
 }
 
 
 class ApiStatusError(Exception):
     """An error answered as a ``kind: Status`` body, as the real API server does."""
 
-    def __init__(self, code: int, message: str, reason: str | None = None,
-                 details: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, code: int, message: str, reason: str | None = None, details: Mapping[str, Any] | None = None
+    ) -> None:
         super().__init__(message)
         self.code, self.message = code, message
         self.reason = reason or _REASONS.get(code, "Unknown")
         self.details = dict(details or {})
 
     def body(self) -> dict[str, Any]:
-        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                "message": self.message, "reason": self.reason, "details": self.details, "code": self.code}
+        return {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "details": self.details,
+            "code": self.code,
+        }
 
 
 @dataclasses.dataclass
@@ -90,11 +110,15 @@ class _Fault:
     message: str | None
 
     def matches(self, verb: str, resource: str, namespace: str | None, name: str | None) -> bool:
-        return (self.verb == verb and self.resource in (None, resource)
-                and self.namespace in (None, namespace) and self.name in (None, name))
+        return (
+            self.verb == verb
+            and self.resource in (None, resource)
+            and self.namespace in (None, namespace)
+            and self.name in (None, name)
+        )
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)  # hashed by identity: kept in sets of live watches
 class _Watch:
     queue: asyncio.Queue[dict[str, Any] | None]
     namespace: str | None
@@ -104,9 +128,12 @@ class _Watch:
 
     def wants(self, obj: Mapping[str, Any]) -> bool:
         meta = obj.get("metadata") or {}
-        return ((self.namespace is None or meta.get("namespace") == self.namespace)
-                and (self.name is None or meta.get("name") == self.name)
-                and self.labels(obj) and self.fields(obj))
+        return (
+            (self.namespace is None or meta.get("namespace") == self.namespace)
+            and (self.name is None or meta.get("name") == self.name)
+            and self.labels(obj)
+            and self.fields(obj)
+        )
 
 
 @attrs.define(kw_only=True)
@@ -122,8 +149,7 @@ class Emulator(kmock.KubernetesEmulator):
     _decls: dict[str, ResourceDecl] = attrs.field(factory=dict, init=False)
     _store: dict[ObjKey, dict[str, Any]] = attrs.field(factory=dict, init=False)
     _rv: int = attrs.field(default=0, init=False)
-    _log: collections.deque[tuple[int, str, dict[str, Any]]] = attrs.field(
-        factory=collections.deque, init=False)
+    _log: collections.deque[tuple[int, str, dict[str, Any]]] = attrs.field(factory=collections.deque, init=False)
     _compacted_rv: int = attrs.field(default=0, init=False)
     _watches: dict[str, set[_Watch]] = attrs.field(factory=lambda: collections.defaultdict(set), init=False)
     _mutex: threading.Lock = attrs.field(factory=threading.Lock, init=False)
@@ -141,8 +167,13 @@ class Emulator(kmock.KubernetesEmulator):
         """Serve one more resource (e.g. a CRD of a test); also shown in API discovery."""
         self._decls[decl.key] = decl
         self.resources[decl.key] = kmock.ResourceInfo(
-            kind=decl.kind, namespaced=decl.namespaced, singular=decl.kind.lower(),
-            verbs=set(ALL_VERBS), shortnames=set(decl.shortnames), subresources=set(decl.subresources))
+            kind=decl.kind,
+            namespaced=decl.namespaced,
+            singular=decl.kind.lower(),
+            verbs=set(ALL_VERBS),
+            shortnames=set(decl.shortnames),
+            subresources=set(decl.subresources),
+        )
 
     def decl(self, resource: str) -> ResourceDecl:
         """Find a declared resource by key (``apps/v1/deployments``), plural or short name."""
@@ -176,8 +207,17 @@ class Emulator(kmock.KubernetesEmulator):
 
     # ----- fault injection & accounting (thread-safe) -----
 
-    def fail_next(self, verb: str, resource: str | None = None, status: int = 500, count: int = 1, *,
-                  namespace: str | None = None, name: str | None = None, message: str | None = None) -> None:
+    def fail_next(
+        self,
+        verb: str,
+        resource: str | None = None,
+        status: int = 500,
+        count: int = 1,
+        *,
+        namespace: str | None = None,
+        name: str | None = None,
+        message: str | None = None,
+    ) -> None:
         """Make the next ``count`` matching requests fail with ``status`` without applying them.
 
         ``verb``: create/update/patch/delete (also get/list/watch); ``resource``: the exact key as
@@ -193,11 +233,13 @@ class Emulator(kmock.KubernetesEmulator):
             return dict(self._counts)
 
     def writes(self, resource: str | None = None) -> int:
-        """The number of write requests (create/update/patch/delete), optionally of one resource key."""
+        """Write requests (create/update/patch/delete) in total, or of one resource incl. its subresources."""
         with self._mutex:
-            return sum(n for (verb, res), n in self._counts.items()
-                       if verb in WRITE_VERBS and (resource is None or res.split("/status")[0] == resource
-                                                   or res == resource))
+            return sum(
+                n
+                for (verb, res), n in self._counts.items()
+                if verb in WRITE_VERBS and (resource is None or res == resource or res.startswith(resource + "/"))
+            )
 
     def reset_counts(self) -> None:
         with self._mutex:
@@ -285,8 +327,11 @@ class Emulator(kmock.KubernetesEmulator):
     def _get(self, decl: ResourceDecl, key: ObjKey) -> dict[str, Any]:
         obj = self._store.get(key)
         if obj is None:
-            raise ApiStatusError(404, f'{decl.qualified} "{key[2]}" not found',
-                                 details={"name": key[2], "group": decl.group, "kind": decl.plural})
+            raise ApiStatusError(
+                404,
+                f'{decl.qualified} "{key[2]}" not found',
+                details={"name": key[2], "group": decl.group, "kind": decl.plural},
+            )
         return copy.deepcopy(obj)
 
     def _select(self, request: rendering.Request, decl: ResourceDecl, ns: str | None) -> list[dict[str, Any]]:
@@ -295,14 +340,17 @@ class Emulator(kmock.KubernetesEmulator):
             fields = selectors.parse_field_selector(request.params.get("fieldSelector"))
         except selectors.SelectorError as e:
             raise ApiStatusError(400, str(e)) from e
-        return [obj for (res, obj_ns, _), obj in sorted(self._store.items(), key=lambda kv: kv[0][1:] or ("",))
-                if res == decl.key and (ns is None or obj_ns == ns) and labels(obj) and fields(obj)]
+        return [
+            obj
+            for (res, obj_ns, _), obj in sorted(self._store.items(), key=lambda kv: kv[0][1:] or ("",))
+            if res == decl.key and (ns is None or obj_ns == ns) and labels(obj) and fields(obj)
+        ]
 
     def _list(self, request: rendering.Request, decl: ResourceDecl, ns: str | None) -> dict[str, Any]:
         objs = self._select(request, decl, ns)
         offset = int(request.params.get("continue") or 0)
         limit = int(request.params.get("limit") or 0)
-        page = objs[offset: offset + limit] if limit > 0 else objs[offset:]
+        page = objs[offset : offset + limit] if limit > 0 else objs[offset:]
         more = limit > 0 and offset + limit < len(objs)
         # As in the real API, list items carry no apiVersion/kind: the list itself does.
         items = [{k: copy.deepcopy(v) for k, v in obj.items() if k not in ("apiVersion", "kind")} for obj in page]
@@ -311,13 +359,18 @@ class Emulator(kmock.KubernetesEmulator):
             metadata.update({"continue": str(offset + limit), "remainingItemCount": len(objs) - offset - limit})
         return {"apiVersion": decl.api_version, "kind": f"{decl.kind}List", "metadata": metadata, "items": items}
 
-    async def _watch(self, request: rendering.Request, decl: ResourceDecl,
-                     ns: str | None) -> aiohttp.web.StreamResponse:
+    async def _watch(
+        self, request: rendering.Request, decl: ResourceDecl, ns: str | None
+    ) -> aiohttp.web.StreamResponse:
         params = request.params
         try:
-            watch = _Watch(asyncio.Queue(), ns, request.name,
-                           selectors.parse_label_selector(params.get("labelSelector")),
-                           selectors.parse_field_selector(params.get("fieldSelector")))
+            watch = _Watch(
+                asyncio.Queue(),
+                ns,
+                request.name,
+                selectors.parse_label_selector(params.get("labelSelector")),
+                selectors.parse_field_selector(params.get("fieldSelector")),
+            )
         except selectors.SelectorError as e:
             raise ApiStatusError(400, str(e)) from e
         since = params.get("resourceVersion") or ""
@@ -326,13 +379,26 @@ class Emulator(kmock.KubernetesEmulator):
         if since in ("", "0") or params.get("sendInitialEvents") == "true":
             backlog = [{"type": "ADDED", "object": copy.deepcopy(obj)} for obj in self._select(request, decl, ns)]
             if params.get("sendInitialEvents") == "true":
-                backlog.append({"type": "BOOKMARK", "object": {
-                    "apiVersion": decl.api_version, "kind": decl.kind, "metadata": {
-                        "resourceVersion": str(self._rv),
-                        "annotations": {"k8s.io/initial-events-end": "true"}}}})
+                backlog.append(
+                    {
+                        "type": "BOOKMARK",
+                        "object": {
+                            "apiVersion": decl.api_version,
+                            "kind": decl.kind,
+                            "metadata": {
+                                "resourceVersion": str(self._rv),
+                                "annotations": {"k8s.io/initial-events-end": "true"},
+                            },
+                        },
+                    }
+                )
         elif not since.isdigit() or int(since) < self._compacted_rv:
-            backlog = [{"type": "ERROR", "object": ApiStatusError(
-                410, f"too old resource version: {since} ({self._compacted_rv})").body()}]
+            backlog = [
+                {
+                    "type": "ERROR",
+                    "object": ApiStatusError(410, f"too old resource version: {since} ({self._compacted_rv})").body(),
+                }
+            ]
             watch.queue.put_nowait(None)
         else:
             backlog = [event for rv, res, event in self._log if res == decl.key and rv > int(since)]
@@ -348,17 +414,15 @@ class Emulator(kmock.KubernetesEmulator):
                 if event["type"] in ("ERROR", "BOOKMARK") or watch.wants(event["object"]):
                     await response.write(json.dumps(event).encode() + b"\n")
             async with asyncio.timeout(timeout):
-                while (event := await watch.queue.get()) is not None:
-                    if watch.wants(event["object"]):
-                        await response.write(json.dumps(event).encode() + b"\n")
+                while (live := await watch.queue.get()) is not None:
+                    if watch.wants(live["object"]):
+                        await response.write(json.dumps(live).encode() + b"\n")
         except (TimeoutError, ConnectionError):
             pass  # the server-side timeout or a client gone: just end the stream
         finally:
             self._watches[decl.key].discard(watch)
-        try:
+        with contextlib.suppress(ConnectionError):
             await response.write_eof()
-        except ConnectionError:
-            pass
         return response
 
     # ----- writes -----
@@ -371,20 +435,26 @@ class Emulator(kmock.KubernetesEmulator):
         if decl.namespaced:
             body_ns = meta.get("namespace")
             if ns is not None and body_ns not in (None, ns):
-                raise ApiStatusError(400, "the namespace of the provided object does not match "
-                                          "the namespace sent on the request")
+                raise ApiStatusError(
+                    400, "the namespace of the provided object does not match the namespace sent on the request"
+                )
             ns = meta["namespace"] = ns or body_ns or "default"
         else:
             meta.pop("namespace", None)
         if not meta.get("name"):
             if not meta.get("generateName"):
-                raise ApiStatusError(422, f"{decl.kind} is invalid: metadata.name: Required value: "
-                                          "name or generateName is required")
+                raise ApiStatusError(
+                    422, f"{decl.kind} is invalid: metadata.name: Required value: name or generateName is required"
+                )
             meta["name"] = mutations.generate_name(meta["generateName"])
         key: ObjKey = (decl.key, ns, meta["name"])
         if key in self._store:
-            raise ApiStatusError(409, f'{decl.qualified} "{meta["name"]}" already exists', reason="AlreadyExists",
-                                 details={"name": meta["name"], "group": decl.group, "kind": decl.plural})
+            raise ApiStatusError(
+                409,
+                f'{decl.qualified} "{meta["name"]}" already exists',
+                reason="AlreadyExists",
+                details={"name": meta["name"], "group": decl.group, "kind": decl.plural},
+            )
         obj["apiVersion"], obj["kind"] = decl.api_version, decl.kind
         for field in ("resourceVersion", *mutations.SYSTEM_METADATA):
             meta.pop(field, None)
@@ -406,8 +476,7 @@ class Emulator(kmock.KubernetesEmulator):
             raise ApiStatusError(400, "the name of the object does not match the name on the URL")
         return self._write(decl, key, old, copy.deepcopy(body), sub)
 
-    def _patch(self, decl: ResourceDecl, key: ObjKey, sub: str | None, patch: Any,
-               content_type: str) -> dict[str, Any]:
+    def _patch(self, decl: ResourceDecl, key: ObjKey, sub: str | None, patch: Any, content_type: str) -> dict[str, Any]:
         old = self._get(decl, key)
         base = _scale_view(old) if sub == "scale" else old
         media = content_type.split(";")[0].strip().lower()
@@ -419,8 +488,11 @@ class Emulator(kmock.KubernetesEmulator):
             elif media == JSON_PATCH:
                 new = mutations.json_patch(base, patch)
             else:
-                raise ApiStatusError(415, f"the body of the request was in an unknown format - accepted media "
-                                          f"types include: {JSON_PATCH}, {MERGE_PATCH}, {STRATEGIC_MERGE_PATCH}")
+                raise ApiStatusError(
+                    415,
+                    f"the body of the request was in an unknown format - accepted media "
+                    f"types include: {JSON_PATCH}, {MERGE_PATCH}, {STRATEGIC_MERGE_PATCH}",
+                )
         except mutations.PatchError as e:
             raise ApiStatusError(422, str(e)) from e
         if sub == "scale":
@@ -428,8 +500,9 @@ class Emulator(kmock.KubernetesEmulator):
             return _scale_view(self._write(decl, key, old, _from_scale(old, new), sub))
         return self._write(decl, key, old, new, sub)
 
-    def _write(self, decl: ResourceDecl, key: ObjKey, old: dict[str, Any], new: dict[str, Any],
-               sub: str | None) -> dict[str, Any]:
+    def _write(
+        self, decl: ResourceDecl, key: ObjKey, old: dict[str, Any], new: dict[str, Any], sub: str | None
+    ) -> dict[str, Any]:
         """The common tail of PUT and PATCH: concurrency, status split, system fields, no-op detection."""
         _check_rv(decl, key, old, new)
         if sub == "status":
@@ -445,9 +518,13 @@ class Emulator(kmock.KubernetesEmulator):
         new = mutations.keep_system_fields(old, new)
         old_meta, meta = old["metadata"], new["metadata"]
         if old_meta.get("deletionTimestamp") and set(meta.get("finalizers") or ()) - set(
-                old_meta.get("finalizers") or ()):
-            raise ApiStatusError(422, f'{decl.kind} "{key[2]}" is invalid: metadata.finalizers: Forbidden: '
-                                      "no new finalizers can be added if the object is being deleted")
+            old_meta.get("finalizers") or ()
+        ):
+            raise ApiStatusError(
+                422,
+                f'{decl.kind} "{key[2]}" is invalid: metadata.finalizers: Forbidden: '
+                "no new finalizers can be added if the object is being deleted",
+            )
         if not meta.get("finalizers"):
             meta.pop("finalizers", None)
         if mutations.without_rv(new) == mutations.without_rv(old):
@@ -462,15 +539,17 @@ class Emulator(kmock.KubernetesEmulator):
             self._wake_gc()
         return copy.deepcopy(new)
 
-    def _delete(self, decl: ResourceDecl, key: ObjKey, policy: str,
-                preconditions: Mapping[str, Any]) -> dict[str, Any]:
+    def _delete(self, decl: ResourceDecl, key: ObjKey, policy: str, preconditions: Mapping[str, Any]) -> dict[str, Any]:
         old = self._get(decl, key)
         meta = old["metadata"]
         for field in ("uid", "resourceVersion"):
             if preconditions.get(field) not in (None, meta.get(field)):
-                raise ApiStatusError(409, f"Precondition failed: {field} in precondition: "
-                                          f"{preconditions[field]}, {field} in object meta: {meta.get(field)}",
-                                     reason="Conflict")
+                raise ApiStatusError(
+                    409,
+                    f"Precondition failed: {field} in precondition: "
+                    f"{preconditions[field]}, {field} in object meta: {meta.get(field)}",
+                    reason="Conflict",
+                )
         if policy not in ("Background", "Foreground", "Orphan"):
             raise ApiStatusError(400, f"unsupported propagationPolicy: {policy!r}")
         return self._delete_object(key, policy)
@@ -493,21 +572,25 @@ class Emulator(kmock.KubernetesEmulator):
         self._wake_gc()
         return copy.deepcopy(obj)
 
-    def _delete_collection(self, request: rendering.Request, decl: ResourceDecl,
-                           ns: str | None) -> dict[str, Any]:
+    def _delete_collection(self, request: rendering.Request, decl: ResourceDecl, ns: str | None) -> dict[str, Any]:
         doomed = self._select(request, decl, ns)
         for obj in doomed:
             meta = obj["metadata"]
             self._delete_object((decl.key, meta.get("namespace"), meta["name"]))
-        return {"apiVersion": decl.api_version, "kind": f"{decl.kind}List",
-                "metadata": {"resourceVersion": str(self._rv)}, "items": doomed}
+        return {
+            "apiVersion": decl.api_version,
+            "kind": f"{decl.kind}List",
+            "metadata": {"resourceVersion": str(self._rv)},
+            "items": doomed,
+        }
 
     def _orphan_dependents(self, uid: str) -> None:
         for key, obj in list(self._store.items()):
             if uid in mutations.owner_uids(obj):
                 new = copy.deepcopy(obj)
                 new["metadata"]["ownerReferences"] = [
-                    ref for ref in new["metadata"]["ownerReferences"] if ref.get("uid") != uid]
+                    ref for ref in new["metadata"]["ownerReferences"] if ref.get("uid") != uid
+                ]
                 if not new["metadata"]["ownerReferences"]:
                     del new["metadata"]["ownerReferences"]
                 self._commit(key, new, "MODIFIED")
@@ -532,6 +615,7 @@ class Emulator(kmock.KubernetesEmulator):
         self._publish(key, "DELETED", obj)
         if key in self.objects:
             self.objects[key].delete()
+        self._wake_gc()  # owners in foreground deletion may be waiting for this one
 
     def _publish(self, key: ObjKey, event_type: str, obj: dict[str, Any]) -> None:
         event = {"type": event_type, "object": copy.deepcopy(obj)}  # one snapshot, shared read-only
@@ -560,24 +644,31 @@ class Emulator(kmock.KubernetesEmulator):
         started = 0
         while True:
             live = {obj["metadata"]["uid"]: obj for obj in self._store.values()}
-            foreground = {uid for uid, obj in live.items()
-                          if "foregroundDeletion" in (obj["metadata"].get("finalizers") or ())}
+            foreground = {
+                uid for uid, obj in live.items() if "foregroundDeletion" in (obj["metadata"].get("finalizers") or ())
+            }
             changed = False
             for key, obj in list(self._store.items()):
                 owners = mutations.owner_uids(obj)
-                if (key in self._store and owners and not obj["metadata"].get("deletionTimestamp")
-                        and all(uid not in live or uid in foreground for uid in owners)):
+                if (
+                    key in self._store
+                    and owners
+                    and not obj["metadata"].get("deletionTimestamp")
+                    and all(uid not in live or uid in foreground for uid in owners)
+                ):
                     self._delete_object(key)
                     started += 1
                     changed = True
             dependents = {uid for obj in self._store.values() for uid in mutations.owner_uids(obj)}
             for uid in foreground - dependents:
                 obj = live[uid]
-                key = (self.decl_for_kind(obj["apiVersion"], obj["kind"]).key,
-                       obj["metadata"].get("namespace"), obj["metadata"]["name"])
+                key = (
+                    self.decl_for_kind(obj["apiVersion"], obj["kind"]).key,
+                    obj["metadata"].get("namespace"),
+                    obj["metadata"]["name"],
+                )
                 new = copy.deepcopy(obj)
-                new["metadata"]["finalizers"] = [
-                    f for f in new["metadata"]["finalizers"] if f != "foregroundDeletion"]
+                new["metadata"]["finalizers"] = [f for f in new["metadata"]["finalizers"] if f != "foregroundDeletion"]
                 if not new["metadata"]["finalizers"]:
                     self._remove(key, new)
                 else:
@@ -590,18 +681,26 @@ class Emulator(kmock.KubernetesEmulator):
 def _check_rv(decl: ResourceDecl, key: ObjKey, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
     wanted = (new.get("metadata") or {}).get("resourceVersion")
     if wanted and wanted != old["metadata"].get("resourceVersion"):
-        raise ApiStatusError(409, f'Operation cannot be fulfilled on {decl.qualified} "{key[2]}": the object '
-                                  "has been modified; please apply your changes to the latest version and try again",
-                             reason="Conflict", details={"name": key[2], "group": decl.group, "kind": decl.plural})
+        raise ApiStatusError(
+            409,
+            f'Operation cannot be fulfilled on {decl.qualified} "{key[2]}": the object '
+            "has been modified; please apply your changes to the latest version and try again",
+            reason="Conflict",
+            details={"name": key[2], "group": decl.group, "kind": decl.plural},
+        )
 
 
 def _scale_view(obj: Mapping[str, Any]) -> dict[str, Any]:
     meta = obj["metadata"]
-    return {"apiVersion": "autoscaling/v1", "kind": "Scale",
-            "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion",
-                                              "creationTimestamp") if k in meta},
-            "spec": {"replicas": (obj.get("spec") or {}).get("replicas", 1)},
-            "status": {"replicas": (obj.get("status") or {}).get("replicas", 0)}}
+    return {
+        "apiVersion": "autoscaling/v1",
+        "kind": "Scale",
+        "metadata": {
+            k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp") if k in meta
+        },
+        "spec": {"replicas": (obj.get("spec") or {}).get("replicas", 1)},
+        "status": {"replicas": (obj.get("status") or {}).get("replicas", 0)},
+    }
 
 
 def _from_scale(old: Mapping[str, Any], scale: Mapping[str, Any]) -> dict[str, Any]:
@@ -616,8 +715,13 @@ def _verb(request: rendering.Request) -> str:
         if request.params.get("watch") in ("true", "1"):
             return "watch"
         return "get" if has_name else "list"
-    table = {("POST", False): "create", ("PUT", True): "update", ("PATCH", True): "patch",
-             ("DELETE", True): "delete", ("DELETE", False): "deletecollection"}
+    table = {
+        ("POST", False): "create",
+        ("PUT", True): "update",
+        ("PATCH", True): "patch",
+        ("DELETE", True): "delete",
+        ("DELETE", False): "deletecollection",
+    }
     return table.get((method, has_name), method.lower())
 
 

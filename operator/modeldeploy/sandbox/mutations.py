@@ -89,4 +89,4 @@ def keep_system_fields(old: Mapping[str, Any], new: dict[str, Any]) -> dict[str,
 
 def owner_uids(obj: Mapping[str, Any]) -> set[str]:
     refs = (obj.get("metadata") or {}).get("ownerReferences") or []
-    return {ref.get("uid") for ref in refs if isinstance(ref, Mapping) and ref.get("uid")}
+    return {str(ref["uid"]) for ref in refs if isinstance(ref, Mapping) and ref.get("uid")}

@@ -1,0 +1,121 @@
+"""kopf glue: one daemon per ModelDeployment runs the reconciler; watch events only wake it.
+
+A single loop per object means a single writer per object (no handler races), and everything it
+needs lives in the API (status), so a restarted or failed-over operator carries on where it was.
+Run with: `kopf run -m modeldeploy.handlers --all-namespaces` (the chart adds peering and liveness).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+import kopf
+
+from .api import GROUP, PLURAL, VERSION
+from .kubeapi import Conflict, KubeApiError, KubeClient
+from .reconciler import Context, Reconciler
+from .render.labels import MANAGED_BY, MANAGED_BY_LABEL, NAME_LABEL
+from .settings import OperatorSettings
+from .telemetry import OperatorMetrics
+
+logger = logging.getLogger("modeldeploy")
+ERROR_BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
+
+_state: dict[str, Any] = {"context": None, "settings": None}
+_wakers: dict[tuple[str, str], asyncio.Event] = {}
+# Held while a reconcile runs in its thread: cancelling the daemon cannot stop that thread, so
+# deletion waits for it instead of racing it (it would re-create what deletion removed).
+_locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+
+def use_context(context: Context | None, settings: OperatorSettings | None = None) -> None:
+    """Inject the API client etc. (tests and the sandbox); None: build from the environment on startup."""
+    _state["context"] = context
+    _state["settings"] = settings
+
+
+def _context() -> Context:
+    context = _state["context"]
+    if context is None:
+        raise RuntimeError("operator context not configured")
+    assert isinstance(context, Context)
+    return context
+
+
+def _wake(namespace: str | None, name: str | None) -> None:
+    if namespace and name and (namespace, name) in _wakers:
+        _wakers[namespace, name].set()
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    # Our status schema is typed and has no `kopf` field: keep kopf's bookkeeping in annotations.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="modeldeploy.dev")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="modeldeploy.dev", key="last-handled-configuration")
+    settings.posting.enabled = False  # we emit our own Events, one per transition
+    settings.watching.server_timeout = 300
+    operator_settings = _state["settings"] or OperatorSettings.from_env()
+    _state["settings"] = operator_settings
+    if _state["context"] is None:
+        kube = KubeClient.from_environment()
+        context = Context(kube=kube, images=operator_settings.images, metrics=OperatorMetrics())
+        if operator_settings.metrics_port:
+            context.metrics.serve(operator_settings.metrics_port)
+        _state["context"] = context
+
+
+@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10.0)
+async def run_model_deployment(namespace: str | None, name: str, stopped: kopf.DaemonStopped, **_: Any) -> None:
+    assert namespace is not None  # ModelDeployments are namespaced
+    waker = _wakers.setdefault((namespace, name), asyncio.Event())
+    reconciler = Reconciler(_context())
+    settings: OperatorSettings = _state["settings"] or OperatorSettings()
+    failures = 0
+    try:
+        while not stopped:
+            waker.clear()  # before reading: a change during the reconcile wakes the next one
+            started = time.perf_counter()
+            try:
+                async with _locks.setdefault((namespace, name), asyncio.Lock()):
+                    requeue = await asyncio.to_thread(reconciler.reconcile, namespace, name)
+                reconciler.context.metrics.reconciles.labels("ok").inc()
+                failures = 0
+            except Conflict:
+                reconciler.context.metrics.reconciles.labels("conflict").inc()
+                requeue = 0.2  # someone wrote first; re-read and re-plan soon
+            except KubeApiError as error:
+                reconciler.context.metrics.reconciles.labels("error").inc()
+                requeue = ERROR_BACKOFF_SECONDS[min(failures, len(ERROR_BACKOFF_SECONDS) - 1)]
+                failures += 1
+                logger.warning("reconcile %s/%s failed (%s); retrying in %.0fs", namespace, name, error, requeue)
+            finally:
+                reconciler.context.metrics.reconcile_seconds.observe(time.perf_counter() - started)
+            timeout = settings.resync_seconds if requeue is None else requeue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waker.wait(), timeout=timeout)
+    finally:
+        _wakers.pop((namespace, name), None)
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def wake_on_change(namespace: str | None, name: str | None, **_: Any) -> None:
+    _wake(namespace, name)
+
+
+@kopf.on.event("apps", "v1", "deployments", labels={MANAGED_BY_LABEL: MANAGED_BY})
+async def wake_on_deployment(namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
+    _wake(namespace, labels.get(NAME_LABEL))
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL)
+async def delete_children(namespace: str | None, name: str, **_: Any) -> None:
+    assert namespace is not None
+    reconciler = Reconciler(_context())
+    async with _locks.setdefault((namespace, name), asyncio.Lock()):
+        await asyncio.to_thread(reconciler.delete_children, namespace, name)
+    _locks.pop((namespace, name), None)

@@ -1,0 +1,372 @@
+"""The operator's only Kubernetes API client: generic, dict-based, synchronous and thread-safe.
+
+One code path serves every kind: :data:`KINDS` maps ``(apiVersion, kind)`` to the URL parts, and
+every call is a plain HTTP request over the official ``kubernetes`` package's transport
+(``ApiClient.call_api``: auth, TLS, proxies and kubeconfig/in-cluster loading come from there).
+The operator calls it from kopf handlers via ``asyncio.to_thread``; one instance is shared by all
+threads (the transport is a urllib3 pool, which is thread-safe).
+
+    kube = KubeClient.from_environment()            # in-cluster, else ~/.kube/config
+    kube = KubeClient(host="http://127.0.0.1:8001")  # an explicit server (the emulator in tests)
+    obj, changed = kube.apply(desired)               # create / merge-patch only what differs / no-op
+
+Errors are :class:`KubeApiError` (``status``, ``reason``, ``message`` from the server's Status) with
+the subclasses :class:`NotFound`, :class:`Conflict` (also :class:`AlreadyExists`) and :class:`Invalid`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import kubernetes.client
+import kubernetes.config
+import urllib3
+
+MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+
+Obj = dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class KindInfo:
+    """Where a kind lives in the REST API."""
+
+    group: str
+    version: str
+    plural: str
+    namespaced: bool = True
+
+    def path(self, namespace: str | None, name: str | None = None, subresource: str | None = None) -> str:
+        parts = [f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"]
+        if self.namespaced and namespace:
+            parts.append(f"namespaces/{namespace}")
+        parts.append(self.plural)
+        if name is not None:
+            parts.append(name)
+            if subresource:
+                parts.append(subresource)
+        return "/".join(parts)
+
+
+KINDS: dict[tuple[str, str], KindInfo] = {
+    ("apps/v1", "Deployment"): KindInfo("apps", "v1", "deployments"),
+    ("v1", "Service"): KindInfo("", "v1", "services"),
+    ("v1", "ConfigMap"): KindInfo("", "v1", "configmaps"),
+    ("v1", "Pod"): KindInfo("", "v1", "pods"),
+    ("v1", "Event"): KindInfo("", "v1", "events"),
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): KindInfo("autoscaling", "v2", "horizontalpodautoscalers"),
+    ("policy/v1", "PodDisruptionBudget"): KindInfo("policy", "v1", "poddisruptionbudgets"),
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"): KindInfo("gateway.networking.k8s.io", "v1", "httproutes"),
+    ("serving.modeldeploy.dev/v1alpha1", "ModelDeployment"): KindInfo(
+        "serving.modeldeploy.dev", "v1alpha1", "modeldeployments"
+    ),
+}
+
+
+class KubeApiError(Exception):
+    """A failed API call. ``status`` is the HTTP status (0 when the server was unreachable)."""
+
+    def __init__(self, status: int, reason: str, message: str, body: Any = None) -> None:
+        super().__init__(f"{status} {reason}: {message}")
+        self.status, self.reason, self.message, self.body = status, reason, message, body
+
+
+class NotFound(KubeApiError):
+    pass
+
+
+class Conflict(KubeApiError):
+    """409: a stale resourceVersion (optimistic concurrency) or, as :class:`AlreadyExists`, a taken name."""
+
+
+class AlreadyExists(Conflict):
+    pass
+
+
+class Invalid(KubeApiError):
+    """422: the server refused the object or the patch (incl. a failed JSON-patch ``test``)."""
+
+
+def _error(status: int, raw: bytes) -> KubeApiError:
+    try:
+        body = json.loads(raw) if raw else None
+    except ValueError:
+        body = raw.decode(errors="replace")
+    is_status = isinstance(body, dict) and body.get("kind") == "Status"
+    reason = str(body.get("reason") or "") if is_status else ""  # type: ignore[union-attr]
+    message = str(body.get("message") or "") if is_status else str(body or "")  # type: ignore[union-attr]
+    if status == 404:
+        return NotFound(status, reason or "NotFound", message, body)
+    if status == 409:
+        cls = AlreadyExists if reason == "AlreadyExists" else Conflict
+        return cls(status, reason or "Conflict", message, body)
+    if status == 422:
+        return Invalid(status, reason or "Invalid", message, body)
+    return KubeApiError(status, reason or "Error", message, body)
+
+
+def kind_info(api_version: str, kind: str) -> KindInfo:
+    try:
+        return KINDS[api_version, kind]
+    except KeyError:
+        raise KeyError(f"unknown kind {api_version}/{kind}: add it to modeldeploy.kubeapi.KINDS") from None
+
+
+def format_label_selector(selector: str | Mapping[str, str] | None) -> str | None:
+    if selector is None or isinstance(selector, str):
+        return selector or None
+    return ",".join(f"{key}={value}" for key, value in sorted(selector.items())) or None
+
+
+def is_subset(desired: Any, live: Any) -> bool:
+    """Whether every field of ``desired`` is already in ``live`` with the same value.
+
+    Dicts: each desired key must match (a desired ``None`` matches an absent key, as a merge
+    patch would delete it); lists: same length and element-wise subsets (so server-defaulted
+    fields inside list items, e.g. a port's ``protocol``, do not count as a difference);
+    scalars: equal.
+    """
+    if isinstance(desired, Mapping):
+        if not isinstance(live, Mapping):
+            return False
+        return all(
+            live.get(key) is None if value is None else key in live and is_subset(value, live[key])
+            for key, value in desired.items()
+        )
+    if isinstance(desired, list):
+        return (
+            isinstance(live, list)
+            and len(desired) == len(live)
+            and all(is_subset(d, v) for d, v in zip(desired, live, strict=True))
+        )
+    if isinstance(desired, bool) or isinstance(live, bool):
+        return desired is live  # in Python True == 1; in JSON they differ
+    return bool(desired == live)
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class KubeClient:
+    """See the module docstring. All methods take and return plain dicts; all are thread-safe."""
+
+    def __init__(
+        self,
+        host: str | None = None,
+        *,
+        api_client: kubernetes.client.ApiClient | None = None,
+        user_agent: str = "modeldeploy-operator",
+        timeout: float = 30.0,
+    ) -> None:
+        if api_client is None:
+            configuration = kubernetes.client.Configuration()
+            if host is None:
+                raise ValueError("give a host, an api_client, or use KubeClient.from_environment()")
+            configuration.host = host
+            api_client = kubernetes.client.ApiClient(configuration)
+        elif host is not None:
+            api_client.configuration.host = host
+        api_client.user_agent = user_agent
+        self._api, self._timeout = api_client, timeout
+
+    @classmethod
+    def from_environment(cls, **kwargs: Any) -> KubeClient:
+        """In a pod: the service account; elsewhere: the current kubeconfig context."""
+        configuration = kubernetes.client.Configuration()
+        try:
+            kubernetes.config.load_incluster_config(client_configuration=configuration)
+        except kubernetes.config.ConfigException:
+            kubernetes.config.load_kube_config(client_configuration=configuration)
+        return cls(api_client=kubernetes.client.ApiClient(configuration), **kwargs)
+
+    @property
+    def host(self) -> str:
+        return str(self._api.configuration.host)
+
+    def close(self) -> None:
+        self._api.close()
+
+    # ----- transport -----
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        content_type: str = "application/json",
+        query: Sequence[tuple[str, str]] = (),
+    ) -> Any:
+        """One API call; returns the parsed JSON answer, raises :class:`KubeApiError` on non-2xx."""
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            # Always explicit: the kubernetes client otherwise guesses json-patch for PATCH bodies.
+            headers["Content-Type"] = content_type
+        method, url, headers, body, _ = self._api.param_serialize(
+            method=method,
+            resource_path=path,
+            query_params=list(query) or None,
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        try:
+            response = self._api.call_api(method, url, header_params=headers, body=body, _request_timeout=self._timeout)
+            raw = response.read()
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            raise KubeApiError(0, "ConnectionError", f"{method} {url}: {e}") from e
+        except kubernetes.client.ApiException as e:  # TLS failures and the like
+            raise KubeApiError(int(e.status or 0), "ConnectionError", str(e.reason)) from e
+        if not 200 <= response.status < 300:
+            raise _error(response.status, raw or b"")
+        return json.loads(raw) if raw else None
+
+    # ----- CRUD -----
+
+    def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> Obj | None:
+        try:
+            return dict(self.request("GET", kind_info(api_version, kind).path(namespace, name)))
+        except NotFound:
+            return None
+
+    def list(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None = None,
+        label_selector: str | Mapping[str, str] | None = None,
+    ) -> list[Obj]:
+        """All objects (of a namespace, or of all namespaces with ``namespace=None``), with apiVersion/kind."""
+        selector = format_label_selector(label_selector)
+        query = [("labelSelector", selector)] if selector else []
+        answer = self.request("GET", kind_info(api_version, kind).path(namespace), query=query)
+        # The API omits apiVersion/kind on list items; callers get complete objects.
+        return [{"apiVersion": api_version, "kind": kind, **item} for item in answer.get("items") or []]
+
+    def create(self, obj: Mapping[str, Any]) -> Obj:
+        meta = obj.get("metadata") or {}
+        path = kind_info(obj["apiVersion"], obj["kind"]).path(meta.get("namespace"))
+        return dict(self.request("POST", path, body=dict(obj)))
+
+    def replace(self, obj: Mapping[str, Any], subresource: str | None = None) -> Obj:
+        """PUT: carries ``metadata.resourceVersion`` if the object has one (→ :class:`Conflict` if stale)."""
+        meta = obj["metadata"]
+        path = kind_info(obj["apiVersion"], obj["kind"]).path(meta.get("namespace"), meta["name"], subresource)
+        return dict(self.request("PUT", path, body=dict(obj)))
+
+    def merge_patch(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None,
+        name: str,
+        patch: Mapping[str, Any],
+        subresource: str | None = None,
+    ) -> Obj:
+        """RFC 7386 merge patch (``None`` deletes a key; lists are replaced as a whole)."""
+        path = kind_info(api_version, kind).path(namespace, name, subresource)
+        return dict(self.request("PATCH", path, body=dict(patch), content_type=MERGE_PATCH))
+
+    def json_patch(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None,
+        name: str,
+        ops: Sequence[Mapping[str, Any]],
+        subresource: str | None = None,
+    ) -> Obj:
+        """RFC 6902 patch; a failed ``test`` op raises :class:`Invalid`."""
+        path = kind_info(api_version, kind).path(namespace, name, subresource)
+        return dict(self.request("PATCH", path, body=[dict(op) for op in ops], content_type=JSON_PATCH))
+
+    def delete(
+        self, api_version: str, kind: str, namespace: str | None, name: str, propagation: str = "Background"
+    ) -> bool:
+        """Delete (or start deleting, if finalizers hold it); False if it was not there."""
+        body = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": propagation}
+        try:
+            self.request("DELETE", kind_info(api_version, kind).path(namespace, name), body=body)
+        except NotFound:
+            return False
+        return True
+
+    # ----- idempotent helpers -----
+
+    def apply(self, desired: Mapping[str, Any]) -> tuple[Obj, bool]:
+        """Make the live object contain ``desired``; returns (live object, whether anything was written).
+
+        Missing → create. Present and already containing every desired field (see :func:`is_subset`)
+        → no request beyond the GET. Otherwise one merge patch with the desired fields (lists as a
+        whole). ``status`` is not managed here (write it with ``merge_patch(..., subresource="status")``),
+        and fields the live object has but ``desired`` lacks are left alone (as ``kubectl apply``
+        does for fields it never set).
+        """
+        api_version, kind = desired["apiVersion"], desired["kind"]
+        meta = desired["metadata"]
+        namespace, name = meta.get("namespace"), meta["name"]
+        wanted = {k: v for k, v in desired.items() if k != "status"}
+        live = self.get(api_version, kind, namespace, name)
+        if live is None:
+            try:
+                return self.create(wanted), True
+            except AlreadyExists:  # created concurrently: fall through to the comparison
+                live = self.get(api_version, kind, namespace, name)
+                if live is None:
+                    raise
+        if is_subset(wanted, live):
+            return live, False
+        patch = {k: v for k, v in wanted.items() if k not in ("apiVersion", "kind")}
+        return self.merge_patch(api_version, kind, namespace, name, patch), True
+
+    def ensure_deleted(
+        self, api_version: str, kind: str, namespace: str | None, name: str, propagation: str = "Background"
+    ) -> bool:
+        """Delete if present; True if a deletion was requested, False if it was already gone."""
+        return self.delete(api_version, kind, namespace, name, propagation=propagation)
+
+    def create_event(
+        self,
+        involved: Mapping[str, Any],
+        reason: str,
+        message: str,
+        *,
+        type: str = "Normal",
+        component: str = "modeldeploy",
+        instance: str | None = None,
+    ) -> Obj:
+        """A core v1 Event about ``involved`` (any object with apiVersion/kind/metadata)."""
+        meta = involved["metadata"]
+        namespace = meta.get("namespace") or "default"
+        now = _now()
+        reference = {
+            "apiVersion": involved["apiVersion"],
+            "kind": involved["kind"],
+            "name": meta["name"],
+            "namespace": meta.get("namespace"),
+            "uid": meta.get("uid"),
+            "resourceVersion": meta.get("resourceVersion"),
+        }
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": f"{meta['name']}.{uuid.uuid4().hex[:16]}", "namespace": namespace},
+            "involvedObject": {k: v for k, v in reference.items() if v is not None},
+            "reason": reason,
+            "message": message[:1024],
+            "type": type,
+            "count": 1,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "source": {"component": component},
+            "reportingComponent": component,
+            "reportingInstance": instance or component,
+        }
+        return self.create(event)

@@ -1,0 +1,167 @@
+"""One reconcile of one ModelDeployment: observe, plan (pure), execute. The I/O half of the operator."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from .api import API_VERSION, KIND
+from .api.spec import ModelDeploymentSpec
+from .kubeapi import Conflict, KubeClient
+from .observe import children_selector, observe
+from .render import (
+    REVISION_LABEL,
+    ROLE_LABEL,
+    Owner,
+    RuntimeImages,
+    render_deployment,
+    render_hpa,
+    render_pdb,
+    render_revision_service,
+)
+from .rollout import Observed, Plan, RevisionPlan, plan
+from .telemetry import OperatorMetrics
+from .traffic import RouterTarget, router_for
+
+CHILD_KINDS = (
+    ("apps/v1", "Deployment"), ("v1", "Service"), ("autoscaling/v2", "HorizontalPodAutoscaler"),
+    ("policy/v1", "PodDisruptionBudget"), ("gateway.networking.k8s.io/v1", "HTTPRoute"),
+)
+
+
+@dataclass
+class Context:
+    kube: KubeClient
+    images: RuntimeImages = field(default_factory=RuntimeImages)
+    metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+
+def status_patch(old: Any, new: Any) -> Any:
+    """RFC 7386 patch turning `old` into `new`: keys that disappeared are sent as null."""
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return new
+    patch = {key: None for key in old if key not in new}
+    for key, value in new.items():
+        if key not in old:
+            patch[key] = value
+        elif old[key] != value:
+            patch[key] = status_patch(old[key], value)
+    return patch
+
+
+class Reconciler:
+    def __init__(self, context: Context) -> None:
+        self.context = context
+        self.kube = context.kube
+
+    def reconcile(self, namespace: str, name: str) -> float | None:
+        """Run one reconcile; returns seconds until the next one is due (None: wait for a change)."""
+        obj = self.kube.get(API_VERSION, KIND, namespace, name)
+        if obj is None or obj["metadata"].get("deletionTimestamp"):
+            return None
+        observed = observe(self.kube, obj, self.context.clock())
+        result = plan(observed)
+        if result.touch_children and observed.spec is not None:
+            self._execute(obj, observed, observed.spec, result)
+        self._write_status(obj, result)
+        self._record(observed, result)
+        return result.requeue_after
+
+    # ----- children -----
+
+    def _owner(self, obj: dict[str, Any]) -> Owner:
+        meta = obj["metadata"]
+        return Owner(api_version=API_VERSION, kind=KIND, name=meta["name"], namespace=meta["namespace"],
+                     uid=meta.get("uid", ""))
+
+    def _apply(self, desired: dict[str, Any]) -> None:
+        _, changed = self.kube.apply(desired)
+        if changed:
+            self.context.metrics.api_writes.labels(desired["kind"]).inc()
+
+    def _revision(self, owner: Owner, observed: Observed, spec: ModelDeploymentSpec, rev: RevisionPlan) -> None:
+        live = observed.deployments.get(rev.revision)
+        if rev.render:
+            desired = render_deployment(spec, name=owner.name, namespace=owner.namespace, revision=rev.revision,
+                                        spec_hash=rev.spec_hash, role=rev.role, replicas=rev.replicas,
+                                        owner=owner, images=self.context.images)
+            if rev.replicas is None and live is None:
+                # The HPA owns the count from now on; it starts where autoscaling says.
+                desired["spec"]["replicas"] = spec.autoscaling.min_replicas
+            self._apply(desired)
+        elif live is not None and (live.role != rev.role or rev.replicas not in (None, live.replicas)):
+            patch: dict[str, Any] = {"metadata": {"labels": {ROLE_LABEL: rev.role}}}
+            if rev.replicas is not None:
+                patch["spec"] = {"replicas": rev.replicas}
+            self.kube.merge_patch("apps/v1", "Deployment", owner.namespace, rev.revision, patch)
+            self.context.metrics.api_writes.labels("Deployment").inc()
+        self._apply(render_revision_service(name=owner.name, namespace=owner.namespace, revision=rev.revision,
+                                            role=rev.role, owner=owner))
+
+    def _execute(self, obj: dict[str, Any], observed: Observed, spec: ModelDeploymentSpec, result: Plan) -> None:
+        owner = self._owner(obj)
+        for rev in result.revisions:
+            self._revision(owner, observed, spec, rev)
+        if result.hpa_target:
+            self._apply(render_hpa(spec, name=owner.name, namespace=owner.namespace,
+                                   target_deployment=result.hpa_target, owner=owner))
+        self._apply(render_pdb(name=owner.name, namespace=owner.namespace, owner=owner))
+        if result.weights:
+            router = router_for(RouterTarget(self.kube, owner, spec))
+            if router.set_weights(result.weights):
+                self.context.metrics.api_writes.labels("Router").inc()
+        for revision in result.delete_revisions:
+            self._delete_revision(owner.namespace, revision)
+
+    def _delete_revision(self, namespace: str, revision: str) -> None:
+        for api_version, kind in (("apps/v1", "Deployment"), ("v1", "Service")):
+            if self.kube.delete(api_version, kind, namespace, revision):
+                self.context.metrics.api_writes.labels(kind).inc()
+
+    # ----- status, events, metrics -----
+
+    def _write_status(self, obj: dict[str, Any], result: Plan) -> None:
+        old = obj.get("status") or {}
+        new = result.status.to_dict()
+        meta = obj["metadata"]
+        if new != old:
+            patch = {"metadata": {"resourceVersion": meta.get("resourceVersion")},
+                     "status": status_patch(old, new)}
+            # A stale resourceVersion means someone (a user's intent) wrote first: Conflict, re-plan.
+            self.kube.merge_patch(API_VERSION, KIND, meta["namespace"], meta["name"], patch, subresource="status")
+            self.context.metrics.api_writes.labels(KIND).inc()
+        for event in result.events:
+            self.kube.create_event(obj, event.reason, event.message, type=event.type)
+            self.context.metrics.api_writes.labels("Event").inc()
+
+    def _record(self, observed: Observed, result: Plan) -> None:
+        metrics = self.context.metrics
+        status = result.status
+        metrics.canary_weight.labels(observed.namespace, observed.name).set(status.canary_weight)
+        for phase in ("Pending", "Progressing", "Healthy", "Paused", "RolledBack", "Failed"):
+            metrics.phase.labels(observed.namespace, observed.name, phase).set(1 if status.phase == phase else 0)
+        for event in result.events:
+            if event.reason == "Promoted":
+                metrics.rollouts.labels("promoted", "").inc()
+            elif event.type == "Warning" and event.reason != "InvalidSpec":
+                metrics.rollouts.labels("rolled_back", event.reason).inc()
+
+    # ----- deletion -----
+
+    def delete_children(self, namespace: str, name: str) -> int:
+        """Delete every child (a cluster's GC would too; this also works where none runs)."""
+        deleted = 0
+        for api_version, kind in CHILD_KINDS:
+            try:
+                children = self.kube.list(api_version, kind, namespace, children_selector(name))
+            except Exception:
+                continue
+            for child in children:
+                deleted += self.kube.delete(api_version, kind, namespace, child["metadata"]["name"])
+        return deleted
+
+
+__all__ = ["REVISION_LABEL", "Conflict", "Context", "Reconciler", "status_patch"]

@@ -1,0 +1,111 @@
+"""The Deployment of one revision: `<name>-<hash5>`, never edited in place except for replicas/role."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from modeldeploy.api import ModelDeploymentSpec
+
+from .containers import (
+    REPOSITORY_VOLUME,
+    SOURCE_VOLUME,
+    TMP_VOLUME,
+    fetch_container,
+    pvc_claim,
+    server_container,
+)
+from .images import RuntimeImages
+from .labels import (
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    SPEC_HASH_ANNOTATION,
+    Owner,
+    child_labels,
+    object_meta,
+    selector,
+)
+from .placement import placement
+from .ports import METRICS_PORT
+
+Role = Literal["stable", "canary"]
+# Image users: modelserver images are distroless `nonroot`; Triton's images run as triton-server.
+RUNTIME_UIDS = {"onnx": 65532, "triton": 1000}
+TERMINATION_GRACE_SECONDS = 30  # time to drain in-flight requests after SIGTERM
+
+
+def _volumes(spec: ModelDeploymentSpec) -> list[dict[str, Any]]:
+    volumes: list[dict[str, Any]] = [
+        {"name": REPOSITORY_VOLUME, "emptyDir": {}},  # fetch writes it, the server reads it
+        {"name": TMP_VOLUME, "emptyDir": {}},  # the only writable path: root filesystems are read-only
+    ]
+    claim = pvc_claim(spec.model.uri)
+    if claim is not None:
+        volumes.append({"name": SOURCE_VOLUME,
+                        "persistentVolumeClaim": {"claimName": claim, "readOnly": True}})
+    return volumes
+
+
+def _pod_security_context(spec: ModelDeploymentSpec) -> dict[str, Any]:
+    uid = RUNTIME_UIDS[spec.runtime.kind]
+    return {"runAsNonRoot": True, "runAsUser": uid, "runAsGroup": uid, "fsGroup": uid,
+            "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def _pod_template(spec: ModelDeploymentSpec, *, name: str, revision: str, spec_hash: str,
+                  images: RuntimeImages) -> dict[str, Any]:
+    # No role label on pods: promotion relabels the Deployment, and a template change would
+    # re-create every pod. Promotion must never re-deploy (DESIGN section 4).
+    labels = {MANAGED_BY_LABEL: MANAGED_BY, **selector(name, revision)}
+    annotations = {
+        SPEC_HASH_ANNOTATION: spec_hash,
+        "kubectl.kubernetes.io/default-container": "server",
+        # Conventional scrape annotations, for Prometheus setups that discover pods by them.
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(METRICS_PORT),
+        "prometheus.io/path": "/metrics",
+    }
+    pod_spec: dict[str, Any] = {
+        "automountServiceAccountToken": False,  # the runtimes never call the Kubernetes API
+        "enableServiceLinks": False,  # no *_SERVICE_HOST variables leaking into the runtime's env
+        "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
+        "securityContext": _pod_security_context(spec),
+        "initContainers": [fetch_container(spec, name, images)],
+        "containers": [server_container(spec, images)],
+        "volumes": _volumes(spec),
+        **placement(spec),
+    }
+    return {"metadata": {"labels": labels, "annotations": annotations}, "spec": pod_spec}
+
+
+def render_deployment(
+    spec: ModelDeploymentSpec,
+    *,
+    name: str,
+    namespace: str,
+    revision: str,
+    spec_hash: str,
+    role: Role,
+    replicas: int | None,
+    owner: Owner,
+    images: RuntimeImages,
+) -> dict[str, Any]:
+    """apps/v1 Deployment `revision`. replicas None leaves spec.replicas out: the HPA owns it."""
+    deployment_spec: dict[str, Any] = {}
+    if replicas is not None:
+        deployment_spec["replicas"] = replicas
+    deployment_spec |= {
+        "revisionHistoryLimit": 1,  # a revision's pod template never changes: nothing to roll back to
+        # Selector is immutable: name + revision only, never the role.
+        "selector": {"matchLabels": selector(name, revision)},
+        # Surge, never drop below the desired count (e.g. on image override by the operator).
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+        "template": _pod_template(spec, name=name, revision=revision, spec_hash=spec_hash, images=images),
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": object_meta(revision, namespace, owner, child_labels(name, revision, role),
+                                {SPEC_HASH_ANNOTATION: spec_hash}),
+        "spec": deployment_spec,
+    }
+

@@ -1,0 +1,36 @@
+"""Revision identity: the hash of exactly what changes the pods."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from modeldeploy.api import ModelDeploymentSpec
+from modeldeploy.api.base import ApiModel
+
+HASH_LENGTH = 16
+REVISION_HASH_LENGTH = 5
+
+
+def spec_hash(spec: ModelDeploymentSpec) -> str:
+    """16 hex chars of sha256 over the canonical JSON of model, runtime and resources.
+
+    autoscaling and rollout are left out on purpose: editing them must not start a new revision.
+    Fields at their default are left out too, so that writing a default explicitly (`format: onnx`)
+    changes nothing, and an operator upgrade that adds a defaulted API field does not roll out
+    every model in the cluster. Changing this function re-revisions everything: the golden test
+    pins it.
+    """
+    pod_changing = {part: _non_default(getattr(spec, part)) for part in ("model", "runtime", "resources")}
+    canonical = json.dumps(pod_changing, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:HASH_LENGTH]
+
+
+def _non_default(part: ApiModel) -> dict[str, Any]:
+    return part.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_defaults=True)
+
+
+def revision_name(name: str, spec_hash: str) -> str:
+    """`<name>-<hash5>`: the Deployment and Service name of a revision."""
+    return f"{name}-{spec_hash[:REVISION_HASH_LENGTH]}"

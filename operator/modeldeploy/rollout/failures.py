@@ -1,0 +1,69 @@
+"""Name why a revision's pods are not becoming ready, from their statuses alone.
+
+Fatal failures reject the revision at once (they never heal by waiting); the others are
+reported while the progress deadline runs, and name the ProgressDeadline failure when it expires.
+"""
+
+from __future__ import annotations
+
+from .model import ContainerState, Failure, PodState
+
+FETCH_CONTAINER = "fetch"
+# `modelserver fetch` exit code for a digest mismatch (see modelserver/fetch.py).
+DIGEST_MISMATCH_EXIT_CODE = 3
+# `modelserver serve` exit code when a model does not load.
+MODEL_LOAD_EXIT_CODE = 4
+CRASH_LOOP_RESTARTS = 3
+IMAGE_PULL_REASONS = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
+MODEL_LOAD_MARKERS = ("failed to load", "model load", "modelloadfailed", "poll failed for model")
+
+
+def _text(*parts: str | None) -> str:
+    return " ".join(part for part in parts if part)
+
+
+def _container_failure(pod: PodState, container: ContainerState) -> Failure | None:
+    where = f"pod {pod.name} container {container.name}"
+    if container.waiting_reason in IMAGE_PULL_REASONS:
+        fatal = container.waiting_reason != "ErrImagePull"  # the first pull error may be transient
+        return Failure("ImagePull", f"{where}: {container.waiting_reason}: {container.waiting_message or ''}".strip(),
+                       fatal)
+    code = container.terminated_exit_code
+    reason = container.terminated_reason
+    message = container.terminated_message
+    if code is None or code == 0:
+        code, reason, message = (container.last_terminated_exit_code, container.last_terminated_reason,
+                                 container.last_terminated_message)
+    if reason == "OOMKilled":
+        return Failure("OOMKilled", f"{where} was OOMKilled: raise resources.limits.memory", True)
+    if code is not None and code != 0:
+        detail = _text(message)[-300:]
+        if container.init and container.name == FETCH_CONTAINER:
+            if code == DIGEST_MISMATCH_EXIT_CODE or "digest" in detail.lower():
+                return Failure("ArtifactIntegrity", f"{where}: model artifact digest mismatch: {detail}", True)
+            return Failure("ArtifactIntegrity", f"{where}: model artifact could not be fetched "
+                                                f"(exit {code}): {detail}", container.restart_count >= 1)
+        if code == MODEL_LOAD_EXIT_CODE or any(marker in detail.lower() for marker in MODEL_LOAD_MARKERS):
+            return Failure("ModelLoadFailed", f"{where}: model failed to load (exit {code}): {detail}", True)
+    if container.waiting_reason == "CrashLoopBackOff" or container.restart_count >= CRASH_LOOP_RESTARTS:
+        detail = _text(message)[-300:]
+        return Failure("CrashLoop", f"{where} restarted {container.restart_count} times: {detail}".strip(),
+                       container.restart_count >= CRASH_LOOP_RESTARTS)
+    return None
+
+
+def classify(pods: list[PodState]) -> Failure | None:
+    """The most telling failure among a revision's pods: fatal ones first."""
+    found: list[Failure] = []
+    for pod in pods:
+        if pod.unschedulable_message:
+            gpu = "nvidia.com/" in pod.unschedulable_message
+            found.append(Failure("InsufficientGPU" if gpu else "Unschedulable",
+                                 f"pod {pod.name} unschedulable: {pod.unschedulable_message}", False))
+        for container in pod.containers:
+            failure = _container_failure(pod, container)
+            if failure:
+                found.append(failure)
+    fatal = [failure for failure in found if failure.fatal]
+    ranked = fatal or found
+    return ranked[0] if ranked else None

@@ -1,0 +1,112 @@
+"""Plain data in and out of the rollout planner: what was observed, and what should happen next."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from ..api.spec import ModelDeploymentSpec
+from ..api.status import FailureReason, ModelDeploymentStatus
+
+Role = Literal["stable", "canary"]
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    """The part of a container status the failure classifier reads."""
+
+    name: str
+    init: bool = False
+    ready: bool = False
+    restart_count: int = 0
+    waiting_reason: str | None = None
+    waiting_message: str | None = None
+    terminated_reason: str | None = None
+    terminated_exit_code: int | None = None
+    terminated_message: str | None = None
+    last_terminated_reason: str | None = None
+    last_terminated_exit_code: int | None = None
+    last_terminated_message: str | None = None
+
+
+@dataclass(frozen=True)
+class PodState:
+    name: str
+    revision: str
+    phase: str = "Pending"
+    ready: bool = False
+    unschedulable_message: str | None = None
+    containers: tuple[ContainerState, ...] = ()
+    address: str | None = None
+
+
+@dataclass(frozen=True)
+class DeploymentState:
+    """A revision's Deployment as observed."""
+
+    revision: str
+    spec_hash: str
+    role: str | None
+    replicas: int | None
+    ready_replicas: int = 0
+    available_replicas: int = 0
+    updated_replicas: int = 0
+
+
+@dataclass(frozen=True)
+class Observed:
+    name: str
+    namespace: str
+    generation: int
+    spec: ModelDeploymentSpec | None
+    problems: tuple[str, ...]
+    status: ModelDeploymentStatus
+    deployments: dict[str, DeploymentState]
+    pods: tuple[PodState, ...]
+    now: datetime
+    hpa_replicas: int | None = None  # the HPA's current desired replicas of the stable revision
+
+    def pods_of(self, revision: str) -> list[PodState]:
+        return [pod for pod in self.pods if pod.revision == revision]
+
+
+@dataclass(frozen=True)
+class RevisionPlan:
+    """A Deployment (+ its Service) the operator keeps.
+
+    `render` is True only for the revision of the current spec: older revisions are never
+    re-rendered (their spec is gone), only scaled and relabelled.
+    """
+
+    revision: str
+    spec_hash: str
+    role: Role
+    replicas: int | None  # None: the HPA owns the replica count
+    render: bool
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Failure:
+    reason: FailureReason
+    message: str
+    fatal: bool  # fatal: reject now; otherwise only reported until the deadline
+
+
+@dataclass
+class Plan:
+    status: ModelDeploymentStatus
+    revisions: list[RevisionPlan] = field(default_factory=list)
+    delete_revisions: list[str] = field(default_factory=list)
+    hpa_target: str | None = None
+    weights: dict[str, int] = field(default_factory=dict)  # revision -> percent of traffic
+    events: list[EventRecord] = field(default_factory=list)
+    requeue_after: float | None = None
+    touch_children: bool = True  # False: leave every child as it is (invalid spec)

@@ -1,0 +1,5 @@
+import sys
+
+from modelserver.cli import main
+
+sys.exit(main())

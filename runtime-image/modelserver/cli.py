@@ -1,0 +1,106 @@
+"""``modelserver serve`` (Triton's flag spelling) and ``modelserver fetch`` (init container)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+log = logging.getLogger("modelserver.cli")
+
+
+def _size(text: str) -> int:
+    """Bytes, with an optional Ki/Mi/Gi suffix (64Mi, 1048576)."""
+    units = {"ki": 1024, "mi": 1024**2, "gi": 1024**3, "k": 1000, "m": 1000**2, "g": 1000**3}
+    t = text.strip().lower()
+    for suffix, mult in units.items():
+        if t.endswith(suffix):
+            return int(float(t[: -len(suffix)]) * mult)
+    return int(t)
+
+
+def add_serve_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model-repository", required=True, type=Path, help="Triton-layout model repository")
+    p.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
+    p.add_argument("--http-port", type=int, default=8000)
+    p.add_argument("--grpc-port", type=int, default=8001)
+    p.add_argument("--metrics-port", type=int, default=8002)
+    p.add_argument(
+        "--max-batch-size", type=int, default=0,
+        help="dynamic batching limit for models without config.pbtxt (0: no batching)",
+    )  # fmt: skip
+    p.add_argument(
+        "--max-queue-delay-us", type=int, default=0,
+        help="how long a batch may wait for more requests (models without config.pbtxt)",
+    )  # fmt: skip
+    p.add_argument("--instances", type=int, default=1, help="model instances (ORT runs in parallel)")
+    p.add_argument("--intra-op-threads", type=int, default=0, help="ORT threads per run (0: ORT default)")
+    p.add_argument("--max-request-bytes", type=_size, default=64 * 1024 * 1024, help="body limit (413 beyond)")
+    p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto")
+    p.add_argument("--drain-timeout", type=float, default=30.0, help="seconds to finish in-flight requests")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="modelserver", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_serve_arguments(sub.add_parser("serve", help="serve a model repository"))
+    fetch = sub.add_parser("fetch", help="download a model, verify its digest, write the repository")
+    try:
+        from modelserver import fetch as fetch_mod  # lazily: serve must work without it
+    except ImportError:
+        pass
+    else:
+        fetch_mod.add_arguments(fetch)
+    return parser
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from modelserver.logs import setup_logging
+    from modelserver.server import ServerConfig, StartupError, serve
+
+    setup_logging(args.log_level)
+    try:
+        config = ServerConfig(
+            model_repository=args.model_repository,
+            host=args.host,
+            http_port=args.http_port,
+            grpc_port=args.grpc_port,
+            metrics_port=args.metrics_port,
+            max_batch_size=args.max_batch_size,
+            max_queue_delay_us=args.max_queue_delay_us,
+            instances=args.instances,
+            intra_op_threads=args.intra_op_threads,
+            max_request_bytes=args.max_request_bytes,
+            device=args.device,
+            drain_timeout_s=args.drain_timeout,
+        )
+    except ValueError as exc:  # e.g. a malformed MODELSERVER_FAULT_* value
+        log.error("bad configuration", extra={"error": str(exc)})
+        return 2
+    try:
+        asyncio.run(serve(config, install_signal_handlers=True))
+    except StartupError as exc:
+        log.error("startup failed", extra={"error": str(exc)})
+        print(f"modelserver: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        return run_serve(args)
+    try:
+        from modelserver import fetch as fetch_mod
+    except ImportError as exc:
+        print(f"modelserver: error: fetch is not available: {exc}", file=sys.stderr)
+        return 2
+    return int(fetch_mod.run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

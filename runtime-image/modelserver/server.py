@@ -1,0 +1,181 @@
+"""Programmatic entry point: ``ServerConfig`` + ``serve()``.
+
+Start-up order: bind HTTP, gRPC and metrics (live at once), load and warm up every model
+(then ready). Shutdown (SIGTERM/SIGINT or ``stop_event``): mark not ready, stop accepting
+connections, let in-flight requests finish, then stop the model workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from modelserver.faults import Faults
+from modelserver.grpc_service import InferenceService, add_to_server
+from modelserver.metrics import ServerMetrics
+from modelserver.models import Defaults, ModelManager
+from modelserver.repository import scan_repository
+from modelserver.rest import RestApi
+from modelserver.session import select_providers
+
+log = logging.getLogger("modelserver.server")
+
+
+@dataclass
+class ServerConfig:
+    model_repository: Path
+    host: str = "0.0.0.0"
+    http_port: int = 8000
+    grpc_port: int = 8001
+    metrics_port: int = 8002
+    # Defaults for models without a config.pbtxt (a config.pbtxt is authoritative).
+    max_batch_size: int = 0
+    max_queue_delay_us: int = 0
+    instances: int = 1
+    intra_op_threads: int = 0  # 0: ONNX Runtime's default (one per core)
+    max_request_bytes: int = 64 * 1024 * 1024
+    device: str = "auto"  # cpu | cuda | auto
+    drain_timeout_s: float = 30.0
+    faults: Faults = field(default_factory=Faults.from_env)
+
+
+class StartupError(Exception):
+    """The server could not start (bad repository, model failed to load, port in use)."""
+
+
+@dataclass
+class ServerHandle:
+    """Set once the sockets are bound; handy for tests and the sandbox (ports may be 0)."""
+
+    http_port: int = 0
+    grpc_port: int = 0
+    metrics_port: int = 0
+    manager: ModelManager | None = None
+    metrics: ServerMetrics | None = None
+
+
+def _bound_port(site: web.TCPSite) -> int:
+    server = site._server  # aiohttp keeps the asyncio.Server here; needed to report port 0
+    assert server is not None and isinstance(server, asyncio.Server)
+    return int(server.sockets[0].getsockname()[1])
+
+
+async def serve(
+    config: ServerConfig,
+    *,
+    stop_event: asyncio.Event | None = None,
+    handle: ServerHandle | None = None,
+    install_signal_handlers: bool = False,
+    on_ready: Callable[[ServerHandle], None] | None = None,
+) -> None:
+    """Run until ``stop_event`` is set (or SIGTERM/SIGINT when ``install_signal_handlers``).
+
+    Raises ``StartupError`` when the repository or a model cannot be loaded.
+    """
+    stop = stop_event or asyncio.Event()
+    handle = handle or ServerHandle()
+    loop = asyncio.get_running_loop()
+    if install_signal_handlers:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+
+    try:
+        entries = scan_repository(Path(config.model_repository))
+        providers = select_providers(config.device)
+    except Exception as exc:
+        raise StartupError(str(exc)) from None
+    if not entries:
+        raise StartupError(f"no models found in {config.model_repository}")
+
+    metrics = ServerMetrics()
+    defaults = Defaults(
+        max_batch_size=config.max_batch_size,
+        max_queue_delay_us=config.max_queue_delay_us,
+        instances=config.instances,
+        intra_op_threads=config.intra_op_threads,
+        providers=tuple(providers),
+    )
+    manager = ModelManager(entries, metrics, defaults, config.faults)
+    handle.manager, handle.metrics = manager, metrics
+    rest = RestApi(manager, config.max_request_bytes)
+    grpc_service = InferenceService(manager)
+
+    runner = web.AppRunner(rest.app(), access_log=None, shutdown_timeout=config.drain_timeout_s)
+    metrics_app = web.Application()
+    metrics_app.router.add_get("/metrics", _metrics_handler(metrics))
+    metrics_runner = web.AppRunner(metrics_app, access_log=None)
+    grpc_server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", config.max_request_bytes),
+            ("grpc.max_send_message_length", -1),
+            ("grpc.so_reuseport", 0),
+        ]
+    )
+    add_to_server(grpc_server, grpc_service)
+    try:
+        await runner.setup()
+        await metrics_runner.setup()
+        http_site = web.TCPSite(runner, config.host, config.http_port, reuse_port=False)
+        metrics_site = web.TCPSite(metrics_runner, config.host, config.metrics_port)
+        await http_site.start()
+        await metrics_site.start()
+        grpc_port = grpc_server.add_insecure_port(f"{_grpc_host(config.host)}:{config.grpc_port}")
+        if grpc_port == 0:
+            raise OSError(f"cannot bind gRPC port {config.grpc_port}")
+        await grpc_server.start()
+    except OSError as exc:
+        await runner.cleanup()
+        await metrics_runner.cleanup()
+        raise StartupError(f"cannot listen: {exc}") from None
+    handle.http_port = _bound_port(http_site)
+    handle.metrics_port = _bound_port(metrics_site)
+    handle.grpc_port = grpc_port
+    log.info(
+        "listening",
+        extra={"host": config.host, "http_port": handle.http_port, "grpc_port": grpc_port,
+               "metrics_port": handle.metrics_port, "providers": providers},
+    )  # fmt: skip
+
+    try:
+        load = asyncio.create_task(manager.load_all())
+        stopped = asyncio.create_task(stop.wait())
+        await asyncio.wait([load, stopped], return_when=asyncio.FIRST_COMPLETED)
+        if load.done():
+            load.result()  # re-raises a load failure
+            log.info("ready", extra={"models": sorted(manager.entries)})
+            if on_ready is not None:
+                on_ready(handle)
+            await stopped
+        else:
+            load.cancel()
+    except Exception as exc:
+        raise StartupError(str(exc)) from None
+    finally:
+        log.info("draining")
+        rest.accepting = grpc_service.accepting = False
+        # gRPC: refuse new RPCs now, give in-flight ones the drain timeout.
+        grpc_stop = asyncio.create_task(grpc_server.stop(config.drain_timeout_s))
+        await runner.cleanup()  # closes the listener, then waits for in-flight handlers
+        await grpc_stop
+        await metrics_runner.cleanup()
+        await manager.close()
+        log.info("stopped")
+
+
+def _grpc_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _metrics_handler(metrics: ServerMetrics) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    return handler
