@@ -30,6 +30,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -209,6 +210,16 @@ def _opt(value: float | None, width: int, fmt: str) -> str:
     return f"{'-':>{width}}" if value is None else f"{value:>{width}{fmt}}"
 
 
+def best_of(first: Sequence[Result], second: Sequence[Result]) -> list[Result]:
+    """Per (target, model, concurrency, batch), the run with the higher throughput."""
+    best: dict[tuple[str, str, int, int], Result] = {}
+    for r in [*first, *second]:
+        key = (r.target, r.model, r.concurrency, r.batch)
+        if key not in best or r.samples_per_s > best[key].samples_per_s:
+            best[key] = r
+    return list(best.values())
+
+
 def format_table(results: Sequence[Result]) -> str:
     header = (
         f"{'target':<12} {'model':<5} {'conc':>4} {'batch':>5} {'req/s':>9} {'samples/s':>10} "
@@ -370,11 +381,45 @@ def bench_raw_ort(spec: ModelSpec, path: Path, threads: int, duration: float, wa
 # --------------------------------------------------------------------------------------------
 
 
+BINARY_HEADER = "Inference-Header-Content-Length"
+
+
+@dataclass(frozen=True)
+class Payload:
+    body: bytes
+    headers: tuple[tuple[str, str], ...]
+
+
 def infer_body(spec: ModelSpec) -> bytes:
-    """A v2 JSON request. JSON, not the binary extension: MLServer has no binary REST support."""
+    """A v2 JSON request (the default: MLServer has no binary-tensor REST support)."""
     x = sample_input(spec)
     req = {"inputs": [{"name": "input", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}]}
     return json.dumps(req).encode()
+
+
+def infer_payload(spec: ModelSpec, binary: bool) -> Payload:
+    if not binary:
+        return Payload(infer_body(spec), (("Content-Type", "application/json"),))
+    # Binary-tensor extension: JSON header, then the raw little-endian FP32 bytes; binary output too.
+    x = sample_input(spec)
+    raw = x.astype("<f4").tobytes()
+    inp = {"name": "input", "shape": list(x.shape), "datatype": "FP32", "parameters": {"binary_data_size": len(raw)}}
+    out = {"name": "output", "parameters": {"binary_data": True}}
+    header = json.dumps({"inputs": [inp], "outputs": [out]}).encode()
+    return Payload(header + raw, (("Content-Type", "application/octet-stream"), (BINARY_HEADER, str(len(header)))))
+
+
+def decode_output(payload: bytes, header_length: str | None) -> np.ndarray:
+    """The first output of a v2 response, JSON or binary-tensor extension."""
+    if header_length is None:
+        out = json.loads(payload)["outputs"][0]
+        return np.asarray(out["data"], dtype=np.float32)
+    hlen = int(header_length)
+    out = json.loads(payload[:hlen])["outputs"][0]
+    if "data" in out:
+        return np.asarray(out["data"], dtype=np.float32)
+    size = int(out["parameters"]["binary_data_size"])
+    return np.frombuffer(payload[hlen : hlen + size], dtype="<f4")
 
 
 @dataclass
@@ -412,49 +457,163 @@ def probe(server: Server | None) -> Probe:
     return p
 
 
+class _HttpConnection(asyncio.Protocol):
+    """A minimal keep-alive HTTP/1.1 client connection with one request in flight (closed loop).
+
+    Why not aiohttp for the load: on this 2-core machine the client shares the CPU with the server,
+    and aiohttp costs several times more CPU per request than this; every microsecond the client
+    saves goes to the server under test. Handles Content-Length and chunked responses.
+    """
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+        self.transport: asyncio.Transport | None = None
+        self.waiter: asyncio.Future[int] | None = None
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(ConnectionError("connection closed by server"))
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        if self.waiter is None or self.waiter.done():
+            return
+        try:
+            parsed = parse_http_response(self.buf)
+        except ValueError as e:
+            self.waiter.set_exception(e)
+            return
+        if parsed is not None:
+            status, total = parsed
+            del self.buf[:total]
+            self.waiter.set_result(status)
+
+    async def request(self, data: bytes) -> int:
+        assert self.transport is not None
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(data)
+        return await self.waiter
+
+
+def parse_http_response(buf: bytes | bytearray) -> tuple[int, int] | None:
+    """(status, bytes consumed) of the first complete HTTP/1.1 response in ``buf``; None if partial."""
+    end = buf.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    lines = bytes(buf[:end]).split(b"\r\n")
+    parts = lines[0].split(b" ", 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
+        raise ValueError(f"bad status line {lines[0][:80]!r}")
+    status = int(parts[1])
+    length: int | None = None
+    chunked = False
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name == b"content-length":
+            length = int(value.strip())
+        elif name == b"transfer-encoding" and b"chunked" in value.lower():
+            chunked = True
+    pos = end + 4
+    if not chunked:
+        if length is None:
+            raise ValueError("response without Content-Length or chunked encoding")
+        return (status, pos + length) if len(buf) >= pos + length else None
+    while True:  # chunks: "<hex size>[;ext]\r\n<data>\r\n" ... "0\r\n\r\n" (no trailers expected)
+        nl = buf.find(b"\r\n", pos)
+        if nl < 0:
+            return None
+        size = int(bytes(buf[pos:nl]).split(b";")[0], 16)
+        pos = nl + 2 + size + 2
+        if len(buf) < pos:
+            return None
+        if size == 0:
+            return status, pos
+
+
+def http_post_bytes(url: str, payload: Payload) -> tuple[str, int, bytes]:
+    """(host, port, the full request bytes) for POSTing ``payload`` to ``url`` on a keep-alive connection."""
+    parsed = urllib.parse.urlsplit(url)
+    host, port = parsed.hostname or HOST, parsed.port or 80
+    extra = "".join(f"{k}: {v}\r\n" for k, v in payload.headers)
+    head = f"POST {parsed.path} HTTP/1.1\r\nHost: {host}:{port}\r\n{extra}Content-Length: {len(payload.body)}\r\n\r\n"
+    return host, port, head.encode() + payload.body
+
+
 async def _load(
-    url: str, body: bytes, concurrency: int, duration: float, warmup: float, server: Server | None
+    url: str, payload: Payload, concurrency: int, duration: float, warmup: float, server: Server | None, client: str
 ) -> tuple[list[float], int, float, Probe, Probe]:
     import aiohttp
 
-    headers = {"Content-Type": "application/json"}
-    timeout = aiohttp.ClientTimeout(total=30)
-    connector = aiohttp.TCPConnector(limit=concurrency)
     lat: list[float] = []
     errors = 0
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+    loop = asyncio.get_running_loop()
+    host, port, raw_request = http_post_bytes(url, payload)
+    headers = dict(payload.headers)
+    conns: list[_HttpConnection] = []
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=concurrency), timeout=aiohttp.ClientTimeout(total=30)
+    )
 
-        async def worker(stop_at: float, record: bool) -> None:
-            nonlocal errors
-            while True:
-                t0 = time.perf_counter()
-                if t0 >= stop_at:
-                    return
+    async def send_aiohttp(_slot: list[_HttpConnection | None]) -> bool:
+        async with session.post(url, data=payload.body, headers=headers) as resp:
+            await resp.read()
+            return resp.status == 200
+
+    async def send_raw(slot: list[_HttpConnection | None]) -> bool:
+        conn = slot[0]
+        if conn is None or conn.closed:
+            _, conn = await loop.create_connection(_HttpConnection, host, port)
+            conns.append(conn)
+            slot[0] = conn
+        return await conn.request(raw_request) == 200
+
+    send = send_raw if client == "raw" else send_aiohttp
+
+    async def worker(stop_at: float, record: bool, slot: list[_HttpConnection | None]) -> None:
+        nonlocal errors
+        while True:
+            t0 = time.perf_counter()
+            if t0 >= stop_at:
+                return
+            try:
+                ok = await send(slot)
+            except (OSError, ValueError, aiohttp.ClientError):  # OSError covers timeouts and resets
                 ok = False
-                try:
-                    async with session.post(url, data=body, headers=headers) as resp:
-                        await resp.read()
-                        ok = resp.status == 200
-                except (TimeoutError, aiohttp.ClientError):
-                    ok = False
-                t1 = time.perf_counter()
-                if not record:
-                    continue
-                if ok:
-                    lat.append(t1 - t0)
-                else:
-                    errors += 1
-                    await asyncio.sleep(0.01)  # don't spin on a failing server
+                slot[0] = None
+            t1 = time.perf_counter()
+            if not record:
+                continue
+            if ok:
+                lat.append(t1 - t0)
+            else:
+                errors += 1
+                await asyncio.sleep(0.01)  # don't spin on a failing server
 
+    # One connection per worker, kept across warm-up and measurement.
+    slots: list[list[_HttpConnection | None]] = [[None] for _ in range(concurrency)]
+    try:
         if warmup > 0:
             stop = time.perf_counter() + warmup
-            await asyncio.wait_for(asyncio.gather(*(worker(stop, False) for _ in range(concurrency))), warmup + 60)
+            await asyncio.wait_for(asyncio.gather(*(worker(stop, False, sl) for sl in slots)), warmup + 60)
         before = probe(server)  # blocking, but nothing is in flight between the two phases
         start = time.perf_counter()
         stop = start + duration
-        await asyncio.wait_for(asyncio.gather(*(worker(stop, True) for _ in range(concurrency))), duration + 60)
+        # Bounded: a request that never completes is cut off with the whole point.
+        await asyncio.wait_for(asyncio.gather(*(worker(stop, True, sl) for sl in slots)), duration + 60)
         elapsed = time.perf_counter() - start
         after = probe(server)
+    finally:
+        for c in conns:
+            if c.transport is not None:
+                c.transport.close()
+        await session.close()
     return lat, errors, elapsed, before, after
 
 
@@ -462,13 +621,16 @@ def run_load(
     target: str,
     spec: ModelSpec,
     url: str,
-    body: bytes,
+    payload: Payload,
     concurrency: int,
     duration: float,
     warmup: float,
     server: Server | None = None,
+    client: str = "raw",
 ) -> Result:
-    lat, errors, elapsed, before, after = asyncio.run(_load(url, body, concurrency, duration, warmup, server))
+    lat, errors, elapsed, before, after = asyncio.run(
+        _load(url, payload, concurrency, duration, warmup, server, client)
+    )
     r = summarize(target, spec.name, concurrency, 1, lat, errors, elapsed)
     n = max(1, len(lat) + errors)
     r.client_cpu_us = (after.client_cpu_s - before.client_cpu_s) / n * 1e6
@@ -487,32 +649,32 @@ def run_load(
     return r
 
 
-async def _fetch(method: str, url: str, body: bytes | None = None) -> tuple[int, bytes]:
+async def _fetch(method: str, url: str, payload: Payload | None = None) -> tuple[int, bytes, str | None]:
     import aiohttp
 
+    body, headers = (None, {}) if payload is None else (payload.body, dict(payload.headers))
     async with (
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as s,
-        s.request(method, url, data=body, headers={"Content-Type": "application/json"}) as resp,
+        s.request(method, url, data=body, headers=headers) as resp,
     ):
-        return resp.status, await resp.read()
+        return resp.status, await resp.read(), resp.headers.get(BINARY_HEADER)
 
 
-def fetch(method: str, url: str, body: bytes | None = None) -> tuple[int, bytes]:
+def fetch(method: str, url: str, payload: Payload | None = None) -> tuple[int, bytes, str | None]:
     try:
-        return asyncio.run(_fetch(method, url, body))
+        return asyncio.run(_fetch(method, url, payload))
     except (TimeoutError, OSError) as e:
-        return 0, str(e).encode()
+        return 0, str(e).encode(), None
     except Exception as e:  # aiohttp's errors, without importing it at module level
-        return 0, repr(e).encode()
+        return 0, repr(e).encode(), None
 
 
-def check_output(target: str, spec: ModelSpec, url: str, body: bytes, expected: np.ndarray) -> None:
+def check_output(target: str, spec: ModelSpec, url: str, request: Payload, expected: np.ndarray) -> None:
     """One request before the load: the server must return the same numbers as raw ORT."""
-    status, payload = fetch("POST", url, body)
+    status, payload, header_length = fetch("POST", url, request)
     if status != 200:
         raise PeerError(f"{target}: POST {url} -> {status}: {payload[:300]!r}")
-    out = json.loads(payload)["outputs"][0]
-    got = np.asarray(out["data"], dtype=np.float32).reshape(expected.shape)
+    got = decode_output(payload, header_length).reshape(expected.shape)
     if not np.allclose(got, expected, rtol=1e-4, atol=1e-5):
         raise PeerError(
             f"{target}: {spec.name} output differs from raw ORT: {got.ravel()[:4]} vs {expected.ravel()[:4]}"
@@ -709,6 +871,8 @@ def modelserver_server(paths: dict[str, Path], queue_delay_us: int, threads: int
         if flag in help_text.stdout:
             cmd += [flag, str(threads)]
             break
+    if "--instances" in help_text.stdout:
+        cmd += ["--instances", "1"]  # one ORT session per model, like the peers' single instance
     return Server("modelserver", cmd, http, RUN_DIR / "logs" / "modelserver.log", metrics, env=env)
 
 
@@ -852,32 +1016,58 @@ def trivial_server() -> Server:
 # --------------------------------------------------------------------------------------------
 
 
-def measure_server(
-    server: Server,
-    specs: Sequence[ModelSpec],
-    bodies: dict[str, bytes],
+def start_contestants(
+    stack: contextlib.ExitStack,
+    contestants: Sequence[tuple[str, Any, float]],
+    payloads: dict[str, Payload],
     expected: dict[str, np.ndarray],
-    args: argparse.Namespace,
-    ready_timeout: float,
+    failures: dict[str, str],
+) -> list[Server]:
+    """Start every server (each stays up until ``stack`` closes) and check its answers."""
+    live: list[Server] = []
+    for name, make, ready_timeout in contestants:
+        print(f"{name} ...", flush=True)
+        try:
+            server = make()
+            stack.enter_context(running(server, [s.name for s in MODELS], ready_timeout))
+            for spec in MODELS:
+                url = f"{server.base}/v2/models/{spec.name}/infer"
+                check_output(server.name, spec, url, payloads[spec.name], expected[spec.name])
+            live.append(server)
+        except (PeerError, subprocess.SubprocessError, OSError) as e:
+            failures[name] = str(e)
+            print(f"  {name} FAILED: {e}", flush=True)
+    return live
+
+
+def measure_interleaved(
+    live: list[Server], payloads: dict[str, Payload], args: argparse.Namespace, failures: dict[str, str]
 ) -> list[Result]:
+    """Each (model, concurrency) point on every server back to back, so that drifts in the shared
+    machine's background load hit all contestants alike instead of whichever ran last."""
+    order = {server.name: i for i, server in enumerate(live)}
     results: list[Result] = []
-    with running(server, [s.name for s in specs], ready_timeout):
-        for spec in specs:
-            url = f"{server.base}/v2/models/{spec.name}/infer"
-            check_output(server.name, spec, url, bodies[spec.name], expected[spec.name])
-            for c in CONCURRENCIES:
-                r = run_load(server.name, spec, url, bodies[spec.name], c, args.duration, args.warmup, server)
+    for spec in MODELS:
+        for c in CONCURRENCIES:
+            for server in list(live):
+                url = f"{server.base}/v2/models/{spec.name}/infer"
+                r = run_load(
+                    server.name, spec, url, payloads[spec.name], c, args.duration, args.warmup, server, args.client
+                )
                 print(
                     f"  {server.name:<12} {spec.name:<4} c={c:<3} {r.req_per_s:9.1f} req/s"
                     f"  p50 {r.p50_ms:7.3f} ms  p99 {r.p99_ms:7.3f} ms  errors {r.errors}",
                     flush=True,
                 )
                 if r.requests == 0:
-                    raise PeerError(
+                    failures[server.name] = (
                         f"{server.name}: no successful request for {spec.name} at c={c}; log "
                         f"{server.log}:\n{log_tail(server.log)}"
                     )
+                    live.remove(server)  # don't measure a dead server further
+                    continue
                 results.append(r)
+    results.sort(key=lambda r: (order.get(r.target, 99), r.model != "mlp", r.concurrency))
     return results
 
 
@@ -894,11 +1084,24 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=1,
         help="MLServer parallel_workers (1 = its default: inference in one worker process)",
     )
+    p.add_argument(
+        "--client",
+        choices=("raw", "aiohttp"),
+        default="raw",
+        help="load generator HTTP client: minimal asyncio protocol (default, least CPU) or aiohttp",
+    )
+    p.add_argument(
+        "--binary",
+        action="store_true",
+        help="binary-tensor extension instead of JSON (MLServer lacks it: implies --skip-mlserver)",
+    )
     p.add_argument("--skip-triton", action="store_true")
     p.add_argument("--skip-mlserver", action="store_true")
     p.add_argument("--skip-modelserver", action="store_true", help="measure only the peers")
     p.add_argument("--json", dest="json_out", type=Path, help="also write all results to this file")
     args = p.parse_args(argv)
+    if args.binary:
+        args.skip_mlserver = True
     if args.duration is None:
         args.duration = 2.0 if args.quick else 10.0
     if args.warmup is None:
@@ -928,7 +1131,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "queue_delay_us": args.queue_delay_us,
         "mlserver_parallel_workers": args.mlserver_workers,
         "triton_instance_group": "1 x KIND_CPU (python backend)",
-        "request": "batch-1, v2 REST JSON tensors, keep-alive, closed loop",
+        "modelserver_instances": 1,
+        "request": f"batch-1, v2 REST {'binary' if args.binary else 'JSON'} tensors, keep-alive, closed loop",
+        "client": f"{args.client}, 1 process, 1 connection per worker",
+        "order": "all servers up; each point measured on every server back to back",
+        "raw_ort": "best of 2 runs (before and after the servers)",
         "duration_s": args.duration,
         "warmup_s": args.warmup,
         "load_avg_at_start": os.getloadavg(),
@@ -937,32 +1144,29 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     print("exporting models from torch ...", flush=True)
     paths = export_models(RUN_DIR / "models")
-    bodies = {s.name: infer_body(s) for s in MODELS}
+    payloads = {s.name: infer_payload(s, args.binary) for s in MODELS}
     expected = {
         s.name: ort_session(paths[s.name], args.threads).run(None, {"input": sample_input(s)})[0] for s in MODELS
     }
 
-    print("raw ONNX Runtime in-process ...", flush=True)
-    for spec in MODELS:
-        results += bench_raw_ort(spec, paths[spec.name], args.threads, args.duration, args.warmup)
+    print("raw ONNX Runtime in-process (first of 2 runs) ...", flush=True)
+    raw_first = [
+        r for spec in MODELS for r in bench_raw_ort(spec, paths[spec.name], args.threads, args.duration, args.warmup)
+    ]
 
-    print("client ceiling (aiohttp load generator vs a trivial canned-response server) ...", flush=True)
+    print(f"client ceiling ({args.client} load generator vs a trivial canned-response server) ...", flush=True)
     try:
         with running(trivial_server(), [], 15) as triv:
             for spec in MODELS:
                 for c in (1, MAX_BATCH):
+                    url = f"{triv.base}/v2/models/{spec.name}/infer"
                     r = run_load(
-                        "client-ceil",
-                        spec,
-                        f"{triv.base}/v2/models/{spec.name}/infer",
-                        bodies[spec.name],
-                        c,
-                        args.duration,
-                        args.warmup,
+                        "client-ceil", spec, url, payloads[spec.name], c, args.duration, args.warmup, client=args.client
                     )
                     ceiling.append(r)
                     print(
-                        f"  client ceiling {spec.name} payload c={c}: {r.req_per_s:.0f} req/s, p50 {r.p50_ms:.3f} ms",
+                        f"  client ceiling {spec.name} payload c={c}: {r.req_per_s:.0f} req/s, p50 {r.p50_ms:.3f} ms,"
+                        f" client cpu {r.client_cpu_us:.0f} us/req",
                         flush=True,
                     )
     except PeerError as e:
@@ -981,14 +1185,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 180,
             )
         )
-    for name, make, ready_timeout in contestants:
-        print(f"{name} ...", flush=True)
-        try:
-            server = make()
-            results += measure_server(server, MODELS, bodies, expected, args, ready_timeout)
-        except (PeerError, subprocess.SubprocessError, OSError) as e:
-            failures[name] = str(e)
-            print(f"  {name} FAILED: {e}", flush=True)
+    with contextlib.ExitStack() as stack:
+        live = start_contestants(stack, contestants, payloads, expected, failures)
+        print(f"measuring {', '.join(s.name for s in live)} interleaved, point by point ...", flush=True)
+        results += measure_interleaved(live, payloads, args, failures)
+
+    # The limit is the best the machine allows: raw ORT again at the end, keep the faster of the two
+    # runs per point, so a burst of background load during one run doesn't flatter the servers.
+    print("raw ONNX Runtime in-process (second of 2 runs) ...", flush=True)
+    raw_second = [
+        r for spec in MODELS for r in bench_raw_ort(spec, paths[spec.name], args.threads, args.duration, args.warmup)
+    ]
+    results = best_of(raw_first, raw_second) + results
 
     for label, py in (
         ("Triton venv", TRITON_VENV / "bin" / "python"),
@@ -1017,11 +1225,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(format_table(results))
     print()
-    print("diagnostics (per request; exec batch and srv/queue/compute us from the server's nv_inference_* counters):")
+    print(
+        "diagnostics (per request; exec batch and srv/queue/compute us from the server's nv_inference_* counters;\n"
+        "Triton adds a batch's compute time to every request in it, modelserver once per batch):"
+    )
     print(format_diagnostics(results))
     print()
     print("client ceiling (load generator + trivial canned-response server, same machine):")
     print(format_table(ceiling))
+    print(
+        "client cpu us/req vs trivial server: "
+        + ", ".join(f"{r.model} c={r.concurrency} {r.client_cpu_us:.0f}" for r in ceiling)
+    )
     for r in results:
         ceil = _find(ceiling, "client-ceil", r.model, MAX_BATCH)
         if r.target != "ort-raw" and ceil is not None and r.req_per_s > 0.5 * ceil.req_per_s:

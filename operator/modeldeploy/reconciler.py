@@ -3,25 +3,31 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from .api import API_VERSION, KIND
 from .api.spec import ModelDeploymentSpec
+from .api.types import parse_duration
+from .gates import run_gates
 from .kubeapi import Conflict, KubeClient
+from .metrics import RevisionTarget, provider_for
 from .observe import children_selector, observe
 from .render import (
     REVISION_LABEL,
     ROLE_LABEL,
     Owner,
     RuntimeImages,
+    model_name,
     render_deployment,
     render_hpa,
     render_pdb,
     render_revision_service,
 )
-from .rollout import Observed, Plan, RevisionPlan, plan
+from .render.ports import METRICS_PORT
+from .rollout import AnalysisSamples, Observed, Plan, RevisionPlan, needs, plan
+from .rollout.analysis import custom_queries
 from .telemetry import OperatorMetrics
 from .traffic import RouterTarget, router_for
 
@@ -62,13 +68,59 @@ class Reconciler:
         obj = self.kube.get(API_VERSION, KIND, namespace, name)
         if obj is None or obj["metadata"].get("deletionTimestamp"):
             return None
-        observed = observe(self.kube, obj, self.context.clock())
+        observed = self._with_inputs(observe(self.kube, obj, self.context.clock()))
         result = plan(observed)
         if result.touch_children and observed.spec is not None:
             self._execute(obj, observed, observed.spec, result)
+            if result.prime_metrics:
+                self._prime(observed, observed.spec)  # a new step: its first interval starts now
         self._write_status(obj, result)
         self._record(observed, result)
         return result.requeue_after
+
+    # ----- slow inputs the planner asked for -----
+
+    def _with_inputs(self, observed: Observed) -> Observed:
+        wanted = needs(observed)
+        spec, status = observed.spec, observed.status
+        if spec is None or status.stable_revision is None or status.rollout is None:
+            return observed
+        if wanted.gates:
+            gates = run_gates(self.kube, observed, spec, status.stable_revision, status.rollout.revision)
+            observed = replace(observed, gates=gates)
+        if wanted.analysis:
+            observed = replace(observed, samples=self._samples(observed, spec))
+        return observed
+
+    def _targets(self, observed: Observed, spec: ModelDeploymentSpec) -> tuple[RevisionTarget, RevisionTarget] | None:
+        """(canary, stable) as the metric providers address them: revision labels and ready pods' ports."""
+        status = observed.status
+        canary = status.rollout.revision if status.rollout else status.canary_revision
+        if canary is None or status.stable_revision is None:
+            return None
+        model = model_name(spec, observed.name)
+
+        def target(revision: str) -> RevisionTarget:
+            endpoints = tuple(f"{pod.address}:{METRICS_PORT}" for pod in observed.pods_of(revision)
+                              if pod.ready and pod.address)
+            return RevisionTarget(observed.namespace, observed.name, revision, model, endpoints)
+
+        return target(canary), target(status.stable_revision)
+
+    def _samples(self, observed: Observed, spec: ModelDeploymentSpec) -> AnalysisSamples | None:
+        targets = self._targets(observed, spec)
+        if targets is None:
+            return None
+        provider = provider_for(spec.rollout.analysis.provider)
+        interval = parse_duration(spec.rollout.analysis.interval)
+        queries = custom_queries(spec.rollout.analysis)
+        canary, stable = (provider.sample(target, interval, queries) for target in targets)
+        return AnalysisSamples(canary=canary, stable=stable)
+
+    def _prime(self, observed: Observed, spec: ModelDeploymentSpec) -> None:
+        provider = provider_for(spec.rollout.analysis.provider)
+        for target in self._targets(observed, spec) or ():
+            provider.prime(target)
 
     # ----- children -----
 
@@ -143,6 +195,8 @@ class Reconciler:
         metrics.canary_weight.labels(observed.namespace, observed.name).set(status.canary_weight)
         for phase in ("Pending", "Progressing", "Healthy", "Paused", "RolledBack", "Failed"):
             metrics.phase.labels(observed.namespace, observed.name, phase).set(1 if status.phase == phase else 0)
+        for verdict in result.verdicts:
+            metrics.analysis_verdicts.labels(verdict).inc()
         for event in result.events:
             if event.reason == "Promoted":
                 metrics.rollouts.labels("promoted", "").inc()

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger("modelserver.cli")
 
@@ -82,12 +84,24 @@ def run_serve(args: argparse.Namespace) -> int:
         log.error("bad configuration", extra={"error": str(exc)})
         return 2
     try:
-        asyncio.run(serve(config, install_signal_handlers=True))
+        _event_loop_runner()(serve(config, install_signal_handlers=True))
     except StartupError as exc:
         log.error("startup failed", extra={"error": str(exc)})
         print(f"modelserver: error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _event_loop_runner() -> Callable[[Coroutine[Any, Any, None]], None]:
+    """uvloop when installed (less per-request loop overhead); MODELSERVER_EVENT_LOOP=asyncio opts out."""
+    if os.environ.get("MODELSERVER_EVENT_LOOP", "auto") != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.run
+    return asyncio.run
 
 
 def main(argv: Sequence[str] | None = None) -> int:

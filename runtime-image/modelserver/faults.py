@@ -2,12 +2,20 @@
 
 ``MODELSERVER_FAULT_LATENCY_MS``  extra latency added to every infer request;
 ``MODELSERVER_FAULT_ERROR_RATE``  fraction (0..1) of infer requests answered 500, reason="injected";
-``MODELSERVER_FAULT_LOAD_FAIL=1`` every model load fails, so the server exits non-zero.
+``MODELSERVER_FAULT_LOAD_FAIL=1`` every model load fails, so the server exits non-zero;
+``MODELSERVER_FAULT_CRASH_AFTER_S`` the process exits 1 this many seconds after it read its faults
+                                (i.e. after start-up: a container that serves, then crashes).
+
+The crash timer is armed only when the faults come from the process environment
+(``from_env()`` without a mapping, as the server does at start-up): a test building ``Faults``
+from a dict never arms it.
 """
 
 from __future__ import annotations
 
 import os
+import sys
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -17,6 +25,7 @@ class Faults:
     latency_ms: float = 0.0
     error_rate: float = 0.0
     load_fail: bool = False
+    crash_after_s: float = 0.0
 
     @property
     def active(self) -> bool:
@@ -24,9 +33,33 @@ class Faults:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Faults:
+        process_env = env is None
         env = os.environ if env is None else env
-        return cls(
+        faults = cls(
             latency_ms=max(0.0, float(env.get("MODELSERVER_FAULT_LATENCY_MS") or 0)),
             error_rate=min(1.0, max(0.0, float(env.get("MODELSERVER_FAULT_ERROR_RATE") or 0))),
             load_fail=(env.get("MODELSERVER_FAULT_LOAD_FAIL") or "").strip().lower() in ("1", "true", "yes"),
+            crash_after_s=max(0.0, float(env.get("MODELSERVER_FAULT_CRASH_AFTER_S") or 0)),
         )
+        if process_env:
+            faults.arm_crash()
+        return faults
+
+    def arm_crash(self) -> threading.Timer | None:
+        """Start the crash timer (a daemon thread) if ``crash_after_s`` is set."""
+        if self.crash_after_s <= 0:
+            return None
+        timer = threading.Timer(self.crash_after_s, _crash, args=(self.crash_after_s,))
+        timer.daemon = True
+        timer.start()
+        return timer
+
+
+def _crash(after_s: float) -> None:
+    # os._exit: a crash skips the graceful drain and every cleanup, as a segfault or OOM would.
+    print(
+        f"modelserver: error: injected crash after {after_s:g}s (MODELSERVER_FAULT_CRASH_AFTER_S)",
+        file=sys.stderr,
+        flush=True,
+    )
+    os._exit(1)

@@ -1,31 +1,79 @@
-"""Open Inference Protocol v2 over HTTP (aiohttp)."""
+"""Open Inference Protocol v2 over HTTP: routing and handlers, independent of the transport.
+
+``http_server.py`` parses the bytes and calls ``RestApi.handle``; handlers return a ``Reply``.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 import time
+import zlib
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
-from aiohttp import web
-
-from modelserver import __version__
-from modelserver.errors import BackendError, RequestTooLarge, ServingError
+from modelserver import __version__, jsonio
+from modelserver.errors import BackendError, InvalidInput, RequestTooLarge, ServingError
 from modelserver.model_config import config_json, model_config
 from modelserver.models import LoadedModel, ModelManager
-from modelserver.rest_codec import HEADER_LENGTH, decode_request, encode_response
+from modelserver.rest_codec import decode_request, encode_response
 
 log = logging.getLogger("modelserver.rest")
 
 EXTENSIONS = ["binary_tensor_data", "model_configuration"]
+JSON = b"application/json"
+OCTETS = b"application/octet-stream"
 
 
-def _json(obj: Any, status: int = 200) -> web.Response:
-    return web.Response(body=json.dumps(obj).encode(), status=status, content_type="application/json")
+@dataclass(slots=True)
+class Reply:
+    status: int
+    body: bytes = b""
+    content_type: bytes = JSON
+    header_length: int | None = None  # Inference-Header-Content-Length, when binary tensors follow
 
 
-def _error(exc: ServingError) -> web.Response:
-    return _json({"error": exc.message}, exc.http_status)
+@dataclass(slots=True)
+class Route:
+    kind: str  # "infer", "ready", "config", "metadata", "live", "server_ready", "server", "none"
+    model: str = ""
+    version: str = ""
+
+
+NO_ROUTE = Route("none")
+
+
+def _json(obj: Any, status: int = 200) -> Reply:
+    return Reply(status, jsonio.dumps(obj))
+
+
+def _error(exc: ServingError) -> Reply:
+    return Reply(exc.http_status, jsonio.dumps({"error": exc.message}))
+
+
+NOT_FOUND = Reply(404, b'{"error":"not found"}')
+METHOD_NOT_ALLOWED = Reply(405, b'{"error":"method not allowed"}')
+
+
+def route(path: str) -> Route:
+    if path.startswith("/v2/models/"):
+        parts = path[11:].split("/")
+        model, rest = unquote(parts[0]), parts[1:]
+        version = ""
+        if len(rest) >= 2 and rest[0] == "versions":
+            version, rest = unquote(rest[1]), rest[2:]
+        if not rest:
+            return Route("metadata", model, version)
+        if len(rest) == 1 and rest[0] in ("infer", "ready", "config"):
+            return Route(rest[0], model, version)
+        return Route("none")
+    if path == "/v2/health/ready":
+        return Route("server_ready")
+    if path == "/v2/health/live":
+        return Route("live")
+    if path in ("/v2", "/v2/"):
+        return Route("server")
+    return Route("none")
 
 
 def _metadata(model: LoadedModel, versions: list[int]) -> dict[str, Any]:
@@ -45,71 +93,58 @@ class RestApi:
         self.max_request_bytes = max_request_bytes
         self.accepting = True  # cleared on SIGTERM so readiness fails while draining
 
-    def app(self) -> web.Application:
-        app = web.Application(client_max_size=self.max_request_bytes)
-        r = app.router
-        r.add_get("/v2", self.server_metadata)
-        r.add_get("/v2/health/live", self.live)
-        r.add_get("/v2/health/ready", self.ready)
-        for base in ("/v2/models/{model}", "/v2/models/{model}/versions/{version}"):
-            r.add_get(base, self.model_metadata)
-            r.add_get(base + "/ready", self.model_ready)
-            r.add_get(base + "/config", self.model_config)
-            r.add_post(base + "/infer", self.infer)
-        return app
-
-    async def server_metadata(self, request: web.Request) -> web.Response:
-        return _json({"name": "modelserver", "version": __version__, "extensions": EXTENSIONS})
-
-    async def live(self, request: web.Request) -> web.Response:
-        return web.Response(status=200)
-
-    async def ready(self, request: web.Request) -> web.Response:
-        # Triton answers 400 (not 503) when not ready; probes only look at 2xx vs not.
-        return web.Response(status=200 if self.manager.ready and self.accepting else 400)
-
-    def _resolve(self, request: web.Request) -> LoadedModel:
-        return self.manager.resolve(request.match_info["model"], request.match_info.get("version", ""))
-
-    async def model_metadata(self, request: web.Request) -> web.Response:
+    def lookup(self, r: Route) -> LoadedModel | None:
+        """The model an infer request targets, if it resolves (used to announce arrivals)."""
         try:
-            model = self._resolve(request)
+            return self.manager.resolve(r.model, r.version)
+        except ServingError:
+            return None
+
+    async def handle(
+        self, method: bytes, r: Route, headers: dict[bytes, bytes], body: bytes, too_large: bool, t0: int
+    ) -> Reply:
+        if r.kind == "infer":
+            if method != b"POST":
+                return METHOD_NOT_ALLOWED
+            return await self.infer(r, headers, body, too_large, t0)
+        if r.kind == "none":
+            return NOT_FOUND
+        if method not in (b"GET", b"HEAD"):
+            return METHOD_NOT_ALLOWED
+        if r.kind == "live":
+            return Reply(200, b"")
+        if r.kind == "server_ready":
+            # Triton answers 400 (not 503) when not ready; probes only look at 2xx vs not.
+            return Reply(200 if self.manager.ready and self.accepting else 400, b"")
+        if r.kind == "server":
+            return _json({"name": "modelserver", "version": __version__, "extensions": EXTENSIONS})
+        try:
+            model = self.manager.resolve(r.model, r.version)
+            if r.kind == "ready":
+                return Reply(200, b"")
+            if r.kind == "config":
+                return _json(config_json(model_config(model)))
             return _json(_metadata(model, self.manager.versions(model.name)))
         except ServingError as exc:
             return _error(exc)
 
-    async def model_ready(self, request: web.Request) -> web.Response:
+    async def infer(self, r: Route, headers: dict[bytes, bytes], body: bytes, too_large: bool, t0: int) -> Reply:
         try:
-            self._resolve(request)
-        except ServingError as exc:
-            return _error(exc)
-        return web.Response(status=200)
-
-    async def model_config(self, request: web.Request) -> web.Response:
-        try:
-            model = self._resolve(request)
-        except ServingError as exc:
-            return _error(exc)
-        return _json(config_json(model_config(model)))
-
-    async def infer(self, request: web.Request) -> web.Response:
-        t0 = time.perf_counter_ns()
-        try:
-            model = self._resolve(request)
+            model = self.manager.resolve(r.model, r.version)
         except ServingError as exc:
             # Unknown models are not counted: their names would become unbounded label values.
             return _error(exc)
         stats = model.stats
         try:
-            if request.content_length is not None and request.content_length > self.max_request_bytes:
+            if too_large:
                 raise RequestTooLarge(f"request body exceeds {self.max_request_bytes} bytes")
-            try:
-                body = await request.read()
-            except web.HTTPRequestEntityTooLarge:
-                raise RequestTooLarge(f"request body exceeds {self.max_request_bytes} bytes") from None
-            req = decode_request(model.session, body, request.headers.get(HEADER_LENGTH))
+            encoding = headers.get(b"content-encoding")
+            if encoding is not None:
+                body = self._decompress(encoding, body)
+            hlen = headers.get(b"inference-header-content-length")
+            req = decode_request(model.session, body, None if hlen is None else hlen.decode("latin-1"))
             outputs = await self.manager.infer(model, req.feeds, req.batch, req.outputs)
-            payload, hlen = encode_response(model.name, model.version, req, model.session, outputs)
+            payload, header_length = encode_response(model.name, model.version, req, model.session, outputs)
         except ServingError as exc:
             stats.observe_failure(exc.reason, time.perf_counter_ns() - t0)
             if exc.http_status >= 500:
@@ -121,6 +156,22 @@ class RestApi:
             stats.observe_failure(err.reason, time.perf_counter_ns() - t0)
             return _error(err)
         stats.observe_success(time.perf_counter_ns() - t0, req.batch)
-        if hlen is None:
-            return web.Response(body=payload, content_type="application/json")
-        return web.Response(body=payload, content_type="application/octet-stream", headers={HEADER_LENGTH: str(hlen)})
+        if header_length is None:
+            return Reply(200, payload)
+        return Reply(200, payload, OCTETS, header_length)
+
+    def _decompress(self, encoding: bytes, body: bytes) -> bytes:
+        """gzip/deflate request bodies (tritonclient's request_compression_algorithm), size-capped."""
+        enc = encoding.strip().lower()
+        if enc == b"identity":
+            return body
+        if enc not in (b"gzip", b"deflate"):
+            raise InvalidInput(f"unsupported Content-Encoding {enc.decode('latin-1')!r}")
+        d = zlib.decompressobj(31 if enc == b"gzip" else 15)
+        try:
+            out = d.decompress(body, self.max_request_bytes + 1)
+        except zlib.error as exc:
+            raise InvalidInput(f"request body is not valid {enc.decode()}: {exc}") from None
+        if len(out) > self.max_request_bytes or d.unconsumed_tail:
+            raise RequestTooLarge(f"decompressed request body exceeds {self.max_request_bytes} bytes")
+        return out

@@ -7,12 +7,12 @@ comes from ``Inference-Header-Content-Length`` and each binary input says its
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from modelserver import jsonio
 from modelserver.datatypes import as_str_list, deserialize_bytes, serialize_bytes, strings_from_json
 from modelserver.errors import InvalidInput, ServingError
 from modelserver.session import Array, ModelSession
@@ -43,14 +43,14 @@ def _decode(session: ModelSession, body: bytes, header_length: str | None) -> Re
     if header_length is None:
         hlen = len(body)
     else:
-        if not header_length.strip().isdigit():
+        if not (header_length.isascii() and header_length.strip().isdigit()):
             raise InvalidInput(f"{HEADER_LENGTH} must be a non-negative integer")
         hlen = int(header_length)
         if hlen > len(body):
             raise InvalidInput(f"{HEADER_LENGTH} {hlen} exceeds the body length {len(body)}")
     try:
-        header = json.loads(body[:hlen])
-    except (ValueError, RecursionError) as exc:
+        header = jsonio.loads(body if hlen == len(body) else memoryview(body)[:hlen])
+    except (ValueError, RecursionError, jsonio.JSONDecodeError) as exc:
         raise InvalidInput(f"request header is not valid JSON: {exc}") from None
     if not isinstance(header, dict):
         raise InvalidInput("request header must be a JSON object")
@@ -170,7 +170,7 @@ def encode_response(
     resp: dict[str, Any] = {"model_name": model_name, "model_version": str(version), "outputs": out_json}
     if req.id is not None:
         resp["id"] = req.id
-    header = json.dumps(resp, separators=(",", ":")).encode()
+    header = jsonio.dumps(resp)
     if not blobs:
         return header, None
     return b"".join([header, *blobs]), len(header)

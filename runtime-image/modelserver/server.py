@@ -20,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from modelserver.faults import Faults
 from modelserver.grpc_service import InferenceService, add_to_server
+from modelserver.http_server import HttpServer
 from modelserver.metrics import ServerMetrics
 from modelserver.models import Defaults, ModelManager
 from modelserver.repository import scan_repository
@@ -63,9 +64,11 @@ class ServerHandle:
 
 
 def _bound_port(site: web.TCPSite) -> int:
-    server = site._server  # aiohttp keeps the asyncio.Server here; needed to report port 0
-    assert server is not None and isinstance(server, asyncio.Server)
-    return int(server.sockets[0].getsockname()[1])
+    server = site._server  # aiohttp keeps the listening server here; needed to report port 0
+    sockets = getattr(server, "sockets", None) or ()  # asyncio.Server or uvloop's Server
+    if not sockets:
+        raise OSError("listening socket is missing")
+    return int(sockets[0].getsockname()[1])
 
 
 async def serve(
@@ -108,7 +111,7 @@ async def serve(
     rest = RestApi(manager, config.max_request_bytes)
     grpc_service = InferenceService(manager)
 
-    runner = web.AppRunner(rest.app(), access_log=None, shutdown_timeout=config.drain_timeout_s)
+    http_server = HttpServer(rest)
     metrics_app = web.Application()
     metrics_app.router.add_get("/metrics", _metrics_handler(metrics))
     metrics_runner = web.AppRunner(metrics_app, access_log=None)
@@ -121,22 +124,20 @@ async def serve(
     )
     add_to_server(grpc_server, grpc_service)
     try:
-        await runner.setup()
         await metrics_runner.setup()
-        http_site = web.TCPSite(runner, config.host, config.http_port, reuse_port=False)
         metrics_site = web.TCPSite(metrics_runner, config.host, config.metrics_port)
-        await http_site.start()
+        handle.http_port = await http_server.start(config.host, config.http_port)
         await metrics_site.start()
         grpc_port = grpc_server.add_insecure_port(f"{_grpc_host(config.host)}:{config.grpc_port}")
         if grpc_port == 0:
             raise OSError(f"cannot bind gRPC port {config.grpc_port}")
         await grpc_server.start()
+        handle.metrics_port = _bound_port(metrics_site)
     except OSError as exc:
-        await runner.cleanup()
+        await grpc_server.stop(None)
+        await http_server.shutdown(0)
         await metrics_runner.cleanup()
         raise StartupError(f"cannot listen: {exc}") from None
-    handle.http_port = _bound_port(http_site)
-    handle.metrics_port = _bound_port(metrics_site)
     handle.grpc_port = grpc_port
     log.info(
         "listening",
@@ -163,7 +164,7 @@ async def serve(
         rest.accepting = grpc_service.accepting = False
         # gRPC: refuse new RPCs now, give in-flight ones the drain timeout.
         grpc_stop = asyncio.create_task(grpc_server.stop(config.drain_timeout_s))
-        await runner.cleanup()  # closes the listener, then waits for in-flight handlers
+        await http_server.shutdown(config.drain_timeout_s)  # close listener, finish in-flight requests
         await grpc_stop
         await metrics_runner.cleanup()
         await manager.close()

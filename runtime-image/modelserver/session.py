@@ -66,6 +66,9 @@ class ModelSession:
         # Each run is already issued from our own worker thread; ORT's inter-op pool adds nothing.
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # ORT's pool threads spin between runs by default; here they would steal the cores the
+        # event loop needs to parse the next requests.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
         self.inputs = [self._spec(a) for a in self.session.get_inputs()]
         self.outputs = [self._spec(a) for a in self.session.get_outputs()]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import sys
 from pathlib import Path
@@ -115,7 +116,79 @@ def test_load_generator_against_trivial_server(rt: ModuleType) -> None:
     server = rt.trivial_server()
     spec = rt.MODELS[0]
     with rt.running(server, [], 15):
-        r = rt.run_load("client-ceil", spec, f"{server.base}/v2/models/mlp/infer", rt.infer_body(spec), 4, 0.3, 0.1)
+        r = rt.run_load(
+            "client-ceil", spec, f"{server.base}/v2/models/mlp/infer", rt.infer_payload(spec, False), 4, 0.3, 0.1
+        )
     assert r.errors == 0 and r.requests > 10
     assert r.req_per_s > 0 and 0 < r.p50_ms <= r.p99_ms
     assert server.proc.poll() is not None  # stopped on exit
+
+
+def test_parse_http_response_content_length_and_partial(rt: ModuleType) -> None:
+    resp = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX: y\r\n\r\nhello"
+    assert rt.parse_http_response(resp) == (200, len(resp))
+    assert rt.parse_http_response(resp[:-1]) is None  # body incomplete
+    assert rt.parse_http_response(resp[:10]) is None  # headers incomplete
+    two = resp + b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n"
+    assert rt.parse_http_response(two) == (200, len(resp))  # only the first response is consumed
+
+
+def test_parse_http_response_chunked(rt: ModuleType) -> None:
+    resp = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n3;x=1\r\nabc\r\n0\r\n\r\n"
+    assert rt.parse_http_response(resp) == (200, len(resp))
+    assert rt.parse_http_response(resp[:-2]) is None
+
+
+def test_parse_http_response_rejects_garbage(rt: ModuleType) -> None:
+    with pytest.raises(ValueError):
+        rt.parse_http_response(b"garbage\r\n\r\n")
+    with pytest.raises(ValueError):
+        rt.parse_http_response(b"HTTP/1.1 200 OK\r\n\r\n")  # no length: can't find the end
+
+
+def test_http_post_bytes(rt: ModuleType) -> None:
+    payload = rt.Payload(b"{}", (("Content-Type", "application/json"), ("X-A", "1")))
+    host, port, data = rt.http_post_bytes("http://127.0.0.1:8123/v2/models/m/infer", payload)
+    assert (host, port) == ("127.0.0.1", 8123)
+    assert data.startswith(b"POST /v2/models/m/infer HTTP/1.1\r\n")
+    assert b"\r\nX-A: 1\r\n" in data and b"Content-Type: application/json\r\n" in data
+    assert b"Content-Length: 2\r\n" in data and data.endswith(b"\r\n\r\n{}")
+
+
+def test_payloads_json_and_binary(rt: ModuleType) -> None:
+    spec = rt.MODELS[0]
+    x = rt.sample_input(spec).ravel()
+    js = rt.infer_payload(spec, False)
+    req = json.loads(js.body)["inputs"][0]
+    assert req["shape"] == [1, *spec.input_shape] and np.allclose(req["data"], x)
+    binary = rt.infer_payload(spec, True)
+    hlen = int(dict(binary.headers)[rt.BINARY_HEADER])
+    header = json.loads(binary.body[:hlen])
+    assert header["inputs"][0]["parameters"]["binary_data_size"] == x.size * 4
+    assert np.array_equal(np.frombuffer(binary.body[hlen:], "<f4"), x)
+
+
+def test_decode_output_json_and_binary(rt: ModuleType) -> None:
+    y = np.arange(10, dtype=np.float32)
+    as_json = json.dumps({"outputs": [{"name": "output", "data": y.tolist()}]}).encode()
+    assert np.array_equal(rt.decode_output(as_json, None), y)
+    head = json.dumps({"outputs": [{"name": "output", "parameters": {"binary_data_size": 40}}]}).encode()
+    assert np.array_equal(rt.decode_output(head + y.tobytes(), str(len(head))), y)
+
+
+@pytest.mark.parametrize("client", ["raw", "aiohttp"])
+def test_both_clients_against_trivial_server(rt: ModuleType, client: str) -> None:
+    server = rt.trivial_server()
+    spec = rt.MODELS[1]
+    with rt.running(server, [], 15):
+        url = f"{server.base}/v2/models/cnn/infer"
+        r = rt.run_load("c", spec, url, rt.infer_payload(spec, False), 3, 0.3, 0.1, client=client)
+    assert r.errors == 0 and r.requests > 10 and r.client_cpu_us > 0
+
+
+def test_best_of_keeps_faster_run_per_point(rt: ModuleType) -> None:
+    a = [_res(rt, "ort-raw", "mlp", 1, 100, 0.001), _res(rt, "ort-raw", "mlp", 1, 10, 0.01, batch=32)]
+    b = [_res(rt, "ort-raw", "mlp", 1, 50, 0.002), _res(rt, "ort-raw", "mlp", 1, 20, 0.005, batch=32)]
+    best = {r.batch: r for r in rt.best_of(a, b)}
+    assert len(best) == 2
+    assert best[1].req_per_s == 100 and best[32].samples_per_s == 640

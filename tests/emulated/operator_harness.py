@@ -6,12 +6,9 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from modeldeploy.handlers import use_context
 from modeldeploy.kubeapi import KubeClient
-from modeldeploy.reconciler import Context
 from modeldeploy.sandbox.emulator_server import EmulatorHandle
-from modeldeploy.sandbox.operator_runner import registry_from_module, running_operator, sandbox_settings
-from modeldeploy.settings import OperatorSettings
+from modeldeploy.sandbox.modeldeploy_operator import running_modeldeploy
 
 NAMESPACE = "ml"
 MD = "serving.modeldeploy.dev/v1alpha1/modeldeployments"
@@ -36,15 +33,8 @@ def model_deployment(name: str = "resnet", uri: str = "https://models.example/re
 
 @contextlib.contextmanager
 def operator(emulator: EmulatorHandle, resync_seconds: float = 300.0) -> Iterator[KubeClient]:
-    registry = registry_from_module("modeldeploy.handlers")  # re-executes the module: inject after
-    kube = KubeClient(emulator.url)
-    use_context(Context(kube=kube), OperatorSettings(metrics_port=0, resync_seconds=resync_seconds))
-    try:
-        with running_operator(emulator.url, registry=registry, settings=sandbox_settings()):
-            yield kube
-    finally:
-        use_context(None)
-        kube.close()
+    with running_modeldeploy(emulator.url, resync_seconds=resync_seconds) as (_, context):
+        yield context.kube
 
 
 def mark_ready(emulator: EmulatorHandle, name: str) -> None:

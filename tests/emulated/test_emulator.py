@@ -78,6 +78,13 @@ def test_noop_write_bumps_nothing(emulator: EmulatorHandle) -> None:
     assert same["metadata"]["resourceVersion"] == created["metadata"]["resourceVersion"]
 
 
+def test_noop_detection_is_json_strict(emulator: EmulatorHandle) -> None:
+    emulator.create(mdep())
+    zero = emulator.patch(MDEP, "ns", "m", {"spec": {"x": [0]}})
+    false = emulator.patch(MDEP, "ns", "m", {"spec": {"x": [False]}})  # Python: 0 == False; JSON: not
+    assert false["spec"]["x"] == [False] and rv(false) > rv(zero)
+
+
 def test_generate_name(emulator: EmulatorHandle) -> None:
     first = emulator.create(configmap(name="", metadata={"generateName": "cm-"}))
     second = emulator.create(configmap(name="", metadata={"generateName": "cm-"}))
@@ -468,7 +475,7 @@ def test_kopf_operator_runs_against_emulator(
     with running_operator(emulator.url, module="emulated_test_handlers", memo=memo):
         emulator.create(mdep())
         child = wait_until(lambda: emulator.get(CM, "ns", "m-config"), timeout=10, message="the ConfigMap")
-        assert child["data"] == {"uri": "a"}
+        assert child is not None and child["data"] == {"uri": "a"}
         assert child["metadata"]["ownerReferences"][0]["kind"] == "ModelDeployment"
         parent = wait_until(
             lambda: (emulator.get(MDEP, "ns", "m") or {}).get("status", {}).get("phase"),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from modeldeploy.export.errors import ExportError, one_line
 from modeldeploy.export.inputs import build_specs, parse_shape, random_inputs
 
@@ -14,7 +13,7 @@ def test_parse_shape(text: str) -> None:
     assert parse_shape(text) == (1, 3, 32, 32)
 
 
-@pytest.mark.parametrize("text", ["", "a,b", "1,0", "1,-3", "1.5,2", ","])
+@pytest.mark.parametrize("text", ["", "a,b", "1,0", "1,-3", "1.5,2", ",", "1,x16", "1,,3", "2x"])
 def test_bad_shape(text: str) -> None:
     with pytest.raises(ExportError, match="bad input shape"):
         parse_shape(text)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from modeldeploy.render.triton_config import TensorSpec, render_config_pbtxt
 
 EXPECTED = '''name: "resnet"

@@ -101,6 +101,24 @@ def gather_graph() -> onnx.GraphProto:
     )
 
 
+def gather_batched_graph() -> onnx.GraphProto:
+    """Batchable lookup [N, 1] INT64 -> [N, 1] FP32; an index >= 3 fails inside ONNX Runtime."""
+    nodes = [helper.make_node("Gather", ["table", "IDX"], ["OUT"], axis=0)]
+    init = [helper.make_tensor("table", TensorProto.FLOAT, [3], [10.0, 20.0, 30.0])]
+    return helper.make_graph(
+        nodes,
+        "gather_batched",
+        [vi("IDX", TensorProto.INT64, ["N", 1])],
+        [vi("OUT", TensorProto.FLOAT, ["N", 1])],
+        initializer=init,
+    )
+
+
+GATHER_BATCHED_CONFIG = """
+max_batch_size: 8
+dynamic_batching { max_queue_delay_microseconds: 200000 }
+"""
+
 ADD_SUB_CONFIG = """
 name: "add_sub"
 platform: "onnxruntime_onnx"
@@ -117,6 +135,8 @@ def build_repository(root: Path) -> Path:
     save_model(types_graph(), root / "types" / "1" / "model.onnx")
     save_model(fixed_graph(), root / "fixed" / "1" / "model.onnx")
     save_model(gather_graph(), root / "gather" / "1" / "model.onnx")
+    save_model(gather_batched_graph(), root / "gather_batched" / "1" / "model.onnx")
+    (root / "gather_batched" / "config.pbtxt").write_text(GATHER_BATCHED_CONFIG)
     (root / "not_a_model").mkdir()  # no numeric version: ignored
     return root
 

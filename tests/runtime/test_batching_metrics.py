@@ -5,10 +5,17 @@ from __future__ import annotations
 import asyncio
 import re
 import urllib.request
+from pathlib import Path
 
 import numpy as np
+import pytest
 import tritonclient.http as th
 import tritonclient.http.aio as tha
+from modelserver.batching import Scheduler
+from modelserver.errors import ModelRunError
+from modelserver.metrics import ModelStats
+from modelserver.session import ModelSession
+from tritonclient.utils import InferenceServerException
 
 from .conftest import RunningServer
 
@@ -77,16 +84,75 @@ def test_failures_are_counted_with_reason(server: RunningServer) -> None:
     bad = th.InferInput("X", [3, 2], "FP32")
     bad.set_data_from_numpy(np.ones((3, 2), dtype=np.float32))
     for _ in range(3):
-        try:
+        with pytest.raises(InferenceServerException):
             client.infer("fixed", [bad])
-        except Exception:
-            pass
     client.close()
     after = scrape(server)
     lbl = {"model": "fixed", "version": "1"}
-    assert sample(after, "nv_inference_request_success", **lbl) - sample(before, "nv_inference_request_success", **lbl) == 1
+    assert (
+        sample(after, "nv_inference_request_success", **lbl) - sample(before, "nv_inference_request_success", **lbl)
+        == 1
+    )
     fail = "nv_inference_request_failure"
     assert sample(after, fail, reason="REJECTED", **lbl) - sample(before, fail, reason="REJECTED", **lbl) == 3
     hist = "nv_inference_request_duration_seconds_count"
     assert sample(after, hist, **lbl) - sample(before, hist, **lbl) == 4
     assert "nope" not in after  # unknown models never become label values
+
+
+async def _gather_concurrently(server: RunningServer, indices: list[int]) -> list[tuple[int, object]]:
+    client = tha.InferenceServerClient(server.http_url, conn_limit=16)
+    try:
+
+        async def one(i: int) -> tuple[int, object]:
+            inp = tha.InferInput("IDX", [1, 1], "INT64")
+            inp.set_data_from_numpy(np.array([[i]], dtype=np.int64))
+            try:
+                res = await client.infer("gather_batched", [inp])
+            except InferenceServerException as exc:
+                return int(exc.status() or 0), str(exc)
+            return 200, float(res.as_numpy("OUT")[0, 0])
+
+        return await asyncio.gather(*(one(i) for i in indices))
+    finally:
+        await client.close()
+
+
+def test_a_bad_request_does_not_fail_its_batch(server: RunningServer) -> None:
+    before = scrape(server)
+    results = asyncio.run(_gather_concurrently(server, [0, 1, 7, 2, 0]))
+    assert [r[0] for r in results] == [200, 200, 400, 200, 200]
+    assert [r[1] for r in results if r[0] == 200] == [10.0, 20.0, 30.0, 10.0]
+    after = scrape(server)
+    lbl = {"model": "gather_batched", "version": "1"}
+    fail = "nv_inference_request_failure"
+    assert sample(after, fail, reason="BACKEND", **lbl) - sample(before, fail, reason="BACKEND", **lbl) == 1
+
+
+def test_scheduler_merges_queued_requests_and_isolates_a_failure(model_repository: Path) -> None:
+    session = ModelSession(
+        "gather_batched",
+        1,
+        model_repository / "gather_batched" / "1" / "model.onnx",
+        providers=["CPUExecutionProvider"],
+        max_batch_size=8,
+    )
+    stats = ModelStats("1")
+    sched = Scheduler(session, stats, dynamic_batching=True, max_queue_delay_us=0)
+
+    async def run() -> list[object]:
+        calls = [
+            asyncio.create_task(sched.infer({"IDX": np.array([[i]], dtype=np.int64)}, 1, None)) for i in (0, 1, 9, 2)
+        ]
+        await asyncio.sleep(0)  # all four are queued before the worker starts
+        sched.start()
+        try:
+            return await asyncio.gather(*calls, return_exceptions=True)
+        finally:
+            await sched.stop()
+
+    results = asyncio.run(run())
+    assert stats.exec_count == 1  # one merged execution (then reruns inside it for isolation)
+    assert isinstance(results[2], ModelRunError)
+    good = [r["OUT"].tolist() for r in results if isinstance(r, dict)]
+    assert good == [[[10.0]], [[20.0]], [[30.0]]]

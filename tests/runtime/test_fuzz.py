@@ -20,7 +20,7 @@ from .conftest import RunningServer
 
 pytestmark = pytest.mark.timeout(120)
 
-FUZZ = dict(
+FUZZ = settings(
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
@@ -33,7 +33,9 @@ json_values = st.recursive(
 )
 numbers = st.integers(-(2**31), 2**31) | st.floats(allow_nan=False, width=32)
 bad_shapes = st.lists(st.integers(-3, 9), max_size=4).filter(lambda s: s != [2, 3])
-bad_data = st.lists(st.none() | st.text(max_size=3) | st.dictionaries(st.text(max_size=2), st.integers()), min_size=6, max_size=6)
+bad_data = st.lists(
+    st.none() | st.text(max_size=3) | st.dictionaries(st.text(max_size=2), st.integers()), min_size=6, max_size=6
+)
 
 
 def good_input() -> dict[str, Any]:
@@ -107,7 +109,9 @@ def rest_requests(draw: st.DrawFn) -> tuple[str, bytes, dict[str, str]]:
     else:  # BYTES model with malformed length prefixes
         path = "/v2/models/types/infer"
         raw = draw(st.binary(max_size=12))
-        header = {"inputs": [{"name": "S", "datatype": "BYTES", "shape": [2], "parameters": {"binary_data_size": len(raw)}}]}
+        header = {
+            "inputs": [{"name": "S", "datatype": "BYTES", "shape": [2], "parameters": {"binary_data_size": len(raw)}}]
+        }
         blob = raw
     hb = json.dumps(header).encode()
     if blob or kind in (7, 13):
@@ -122,7 +126,7 @@ def http_conn(server: RunningServer) -> Iterator[Http]:
     h.conn.close()
 
 
-@settings(max_examples=700, **FUZZ)
+@settings(FUZZ, max_examples=700)
 @given(req=rest_requests())
 def test_fuzz_rest(http_conn: Http, req: tuple[str, bytes, dict[str, str]]) -> None:
     path, body, headers = req
@@ -205,7 +209,7 @@ def grpc_stub(server: RunningServer) -> Iterator[pb_grpc.GRPCInferenceServiceStu
         yield pb_grpc.GRPCInferenceServiceStub(ch)
 
 
-@settings(max_examples=300, **FUZZ)
+@settings(FUZZ, max_examples=300)
 @given(req=grpc_requests())
 def test_fuzz_grpc(grpc_stub: pb_grpc.GRPCInferenceServiceStub, req: pb.ModelInferRequest) -> None:
     with pytest.raises(grpc.RpcError) as info:

@@ -69,7 +69,7 @@ def test_infer_versions_and_requested_outputs(client: tg.InferenceServerClient) 
 
 
 def test_infer_all_datatypes(client: tg.InferenceServerClient) -> None:
-    data = {
+    data: dict[str, tuple[np.ndarray, str]] = {
         "F16": (np.array([1.5, -2.0], dtype=np.float16), "FP16"),
         "I64": (np.array([5, -6, 7], dtype=np.int64), "INT64"),
         "B": (np.array([True, False]), "BOOL"),

@@ -21,7 +21,9 @@ def client(server: RunningServer) -> Iterator[th.InferenceServerClient]:
     c.close()
 
 
-def raw(server: RunningServer, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None):
+def raw(
+    server: RunningServer, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+) -> tuple[int, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", server.handle.http_port, timeout=10)
     conn.request(method, path, body=body, headers=headers or {})
     resp = conn.getresponse()
@@ -92,11 +94,11 @@ def test_infer_version_and_requested_json_output(client: th.InferenceServerClien
 
 
 def test_infer_all_datatypes(client: th.InferenceServerClient) -> None:
-    data = {
+    data: dict[str, tuple[np.ndarray, str]] = {
         "F16": (np.array([1.5, -2.0, 3.25], dtype=np.float16), "FP16"),
         "I64": (np.array([5, -6], dtype=np.int64), "INT64"),
         "B": (np.array([True, False, True]), "BOOL"),
-        "S": (np.array(["hi".encode(), "héllo".encode(), b""], dtype=object), "BYTES"),
+        "S": (np.array([b"hi", "héllo".encode(), b""], dtype=object), "BYTES"),
     }
     for binary in (True, False):
         inputs = []

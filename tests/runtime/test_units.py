@@ -5,16 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from modelserver.config_pbtxt import ConfigError, parse_config
 from modelserver.datatypes import deserialize_bytes, serialize_bytes
 from modelserver.errors import InvalidInput
 from modelserver.faults import Faults
 from modelserver.metrics import ServerMetrics
 from modelserver.repository import RepositoryError, scan_repository
+from modelserver.session import select_providers
 
 from .conftest import ADD_SUB_CONFIG, build_repository
 
@@ -43,7 +44,7 @@ def test_repository_scan(tmp_path: Path) -> None:
     build_repository(tmp_path)
     (tmp_path / "add_sub" / "notes").mkdir()  # non-numeric dir inside a model: ignored
     entries = {e.name: e for e in scan_repository(tmp_path)}
-    assert sorted(entries) == ["add_sub", "fixed", "gather", "types"]
+    assert sorted(entries) == ["add_sub", "fixed", "gather", "gather_batched", "types"]
     assert list(entries["add_sub"].versions) == [1, 2]
     assert entries["add_sub"].latest == 2
     assert entries["add_sub"].settings.max_batch_size == 8
@@ -75,6 +76,17 @@ def test_bytes_roundtrip(values: list[str]) -> None:
 def test_bytes_malformed(buf: bytes, count: int) -> None:
     with pytest.raises(InvalidInput, match="'x'"):
         deserialize_bytes("x", buf, count)
+
+
+def test_device_selection() -> None:
+    available = ort.get_available_providers()
+    assert select_providers("cpu") == ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" in available:
+        assert select_providers("auto")[0] == "CUDAExecutionProvider"
+    else:
+        assert select_providers("auto") == ["CPUExecutionProvider"]
+        with pytest.raises(RuntimeError, match="CUDA"):
+            select_providers("cuda")
 
 
 def test_faults_from_env() -> None:

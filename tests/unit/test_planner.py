@@ -163,12 +163,3 @@ def test_crash_loop_and_model_load_and_oom_are_told_apart() -> None:
     assert crash and crash.reason == "CrashLoop" and crash.fatal
     assert pull and pull.reason == "ImagePull" and pull.fatal
     assert classify([pod(ready=True)]) is None
-
-
-def test_canary_strategy_is_rolled_out_as_immediate_and_says_so() -> None:
-    old = spec()
-    new = spec(uri="https://models.example/resnet/2/model.onnx", strategy="canary")
-    status = plan(observed(old, None, [deployment(old, ready=2)])).status
-    result = plan(observed(new, status, [deployment(old, ready=2)], seconds=1))
-    assert condition(result.status, "RolloutProgressing") == ("True", "CanaryAsImmediate")
-    assert "rolled out as immediate" in result.status.message

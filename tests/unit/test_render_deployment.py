@@ -154,8 +154,8 @@ def test_fetch_init_container(render_spec: SpecFactory, render_owner: Owner,
                                  "--model", "resnet50", "--version", "3", "--format", "onnx",
                                  "--digest", DIGEST]
     assert {"name": "model-repository", "mountPath": "/models"} in container["volumeMounts"]
-    assert "nvidia.com/gpu" not in container["resources"]["limits" if "limits" in container["resources"]
-                                                          else "requests"]
+    # The server's cpu/memory (no extra pod capacity), never its GPUs.
+    assert container["resources"] == {"requests": {"cpu": "1", "memory": "2Gi"}}
 
 
 def test_fetch_unverified_defaults_model_name_to_resource_name(render_spec: SpecFactory, render_owner: Owner,

@@ -92,8 +92,6 @@ class CheckResult(StatusModel):
 class AnalysisStatus(StatusModel):
     """Progress of the canary analysis."""
 
-    step: int = 0
-    """Index of the current step."""
     passed_intervals: int = 0
     """Passed intervals in the current step."""
     consecutive_failures: int = 0
@@ -122,10 +120,17 @@ class RolloutProgress(StatusModel):
     """The revision being rolled out."""
     started_at: str
     """When the revision's rollout started; the progress deadline counts from here."""
+    stage: Literal["Starting", "Steps", "Promoting"] = "Starting"
+    """Starting: canary pods and gates. Steps: traffic steps with analysis. Promoting: canary scaled to
+the stable's size before traffic moves to it."""
+    gates_passed: bool = False
+    """The signature and smoke-test gates passed."""
+    step: int = 0
+    """Index of the current step."""
     step_started_at: str | None = None
-    """When the current step started."""
-    paused: bool = False
-    """Paused by an intent."""
+    """When the current step's weight was set."""
+    paused_at: str | None = None
+    """When a pause intent froze the rollout (the deadline does not run while paused)."""
 
 
 class ModelDeploymentStatus(StatusModel):

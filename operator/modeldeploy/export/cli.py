@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     repo = parser.add_argument_group("repository and manifest")
     repo.add_argument("--name", help="model and ModelDeployment name (default: from the class or file name)")
-    repo.add_argument("--version", type=int, default=1, help="model version directory (default 1)")
+    repo.add_argument("--version", type=int, default=1, metavar="N", help="model version directory (default 1)")
     repo.add_argument("--out", default="model_repository", metavar="DIR",
                       help="repository root (default ./model_repository)")
     repo.add_argument("--force", action="store_true", help="overwrite an existing model version")
@@ -79,7 +79,11 @@ def run(args: argparse.Namespace) -> int:
     debug = bool(getattr(args, "debug", False))
     try:
         from .pipeline import export  # torch is imported here, not at CLI start-up
-
+    except ImportError as exc:
+        print(f"error: modeldeploy export needs the export extra (pip install 'modeldeploy[export]'): {exc}",
+              file=sys.stderr)
+        return 2
+    try:
         manifest_text = export(args, sys.stderr)
     except ExportError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -39,9 +39,10 @@ class InputSpec:
 
 def parse_shape(text: str) -> tuple[int, ...]:
     """`"1,3,32,32"` (also `1x3x32x32` or `[1, 3, 32, 32]`) -> (1, 3, 32, 32)."""
-    cleaned = text.strip().strip("[]()").replace("x", ",")
-    parts = [p.strip() for p in cleaned.split(",") if p.strip()]
-    if not parts:
+    cleaned = text.strip().strip("[]()")
+    sep = "x" if "x" in cleaned and "," not in cleaned else ","
+    parts = [p.strip() for p in cleaned.split(sep)]
+    if not cleaned or any(not p for p in parts):
         raise ExportError(f"bad input shape {text!r}: expected comma-separated sizes like 1,3,32,32")
     try:
         dims = tuple(int(p) for p in parts)

@@ -15,7 +15,7 @@ from .loader import LoadedModel, load_module, load_torchscript, parse_kwargs, ru
 from .onnx_export import Exporter, export_onnx, opset_of
 from .progress import Progress, human_bytes
 from .quantize import QuantReport, measure, quantize_int8
-from .repository import check_name, default_name, manifest, manifest_yaml, write_repository
+from .repository import check_free, check_name, default_name, manifest, manifest_yaml, write_repository
 from .verify import compare, merge, run_onnx, session
 
 
@@ -32,6 +32,11 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ExportError(f"--max-batch-size must be >= 0, got {args.max_batch_size}")
     if args.atol < 0 or args.rtol < 0:
         raise ExportError("--atol and --rtol must be >= 0")
+    bad = [b for b in args.preferred_batch_size if not 1 <= b <= args.max_batch_size]
+    if bad:
+        raise ExportError(f"preferred batch sizes {bad} must be within 1..--max-batch-size ({args.max_batch_size})")
+    if args.instance_count is not None and args.instance_count < 1:
+        raise ExportError(f"--instance-count must be >= 1, got {args.instance_count}")
     if args.samples < 1:
         raise ExportError(f"--samples must be >= 1, got {args.samples}")
     if (args.max_quant_diff is not None or args.min_top1_agreement is not None) and not args.quantize:
@@ -43,6 +48,15 @@ def _load(args: argparse.Namespace) -> LoadedModel:
         return load_torchscript(Path(args.torchscript))
     weights = Path(args.weights) if args.weights else None
     return load_module(args.model, parse_kwargs(args.kwargs), weights)
+
+
+def _exporter(args: argparse.Namespace, loaded: LoadedModel) -> Exporter:
+    if loaded.is_torchscript:
+        return "torchscript"
+    if args.exporter:
+        return args.exporter
+    # The dynamo exporter emits opset 18+ natively; older opsets are the TorchScript exporter's.
+    return "torchscript" if args.opset is not None and args.opset < 18 else "dynamo"
 
 
 def _output_names(args: argparse.Namespace, count: int) -> list[str]:
@@ -126,11 +140,12 @@ def export(args: argparse.Namespace, stream: TextIO) -> str:
         out_names = _output_names(args, len(outputs))
         params = sum(p.numel() for p in loaded.module.parameters())
         step.detail = f"{loaded.label}, {params:,} parameters; outputs {_describe_outputs(out_names, outputs)}"
-    name = args.name or default_name(loaded.label)
+        name = args.name or default_name(loaded.label)
+        check_free(Path(args.out), name, args.version, args.force)  # fail before the slow stages
 
     with tempfile.TemporaryDirectory(prefix="modeldeploy-export-") as tmp:
         fp32 = Path(tmp) / "model.onnx"
-        exporter: Exporter = "torchscript" if loaded.is_torchscript else (args.exporter or "dynamo")
+        exporter = _exporter(args, loaded)
         with progress.step("exporting to ONNX") as step:
             graph = export_onnx(loaded.module, example, fp32, [s.name for s in specs], out_names,
                                 args.opset, dynamic, exporter, debug=args.debug)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import numpy as np
 
 from .errors import ExportError, describe
 from .inputs import InputSpec, random_inputs
+from .onnx_export import quiet
 from .verify import run_onnx, session
 
 
@@ -25,17 +25,6 @@ class QuantReport:
     int8_bytes: int
 
 
-@contextlib.contextmanager
-def _quiet_root_logger(enabled: bool) -> Iterator[None]:
-    # onnxruntime.quantization logs advice on the root logger.
-    root = logging.getLogger()
-    old = root.level
-    if enabled:
-        root.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        root.setLevel(old)
 
 
 def quantize_int8(fp32: Path, out: Path, debug: bool = False) -> None:
@@ -43,7 +32,7 @@ def quantize_int8(fp32: Path, out: Path, debug: bool = False) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    with _quiet_root_logger(not debug), tempfile.TemporaryDirectory() as tmp:
+    with quiet(not debug), tempfile.TemporaryDirectory() as tmp:
         source = fp32
         # Pre-processing (shape inference + graph optimisation) is what ORT recommends
         # before quantizing; when it fails on an unusual graph, quantize the raw one.

@@ -94,6 +94,16 @@ def sha256_file(path: Path) -> str:
     return "sha256:" + h.hexdigest()
 
 
+def check_free(out: Path, name: str, version: int, force: bool) -> Path:
+    """The model file's path; refuses an existing version unless forced."""
+    target = out / name / str(version) / "model.onnx"
+    if target.exists() and not force:
+        # Triton versions are meant to be immutable; overwriting one silently would change
+        # what a running deployment's digest refers to.
+        raise ExportError(f"{target} already exists; pick another --version or pass --force")
+    return target
+
+
 def write_repository(
     out: Path, name: str, version: int, onnx_file: Path, model: onnx.ModelProto, *,
     max_batch_size: int, preferred_batch_sizes: Sequence[int], max_queue_delay_us: int | None,
@@ -101,11 +111,7 @@ def write_repository(
 ) -> Written:
     model_dir = out / name
     version_dir = model_dir / str(version)
-    target = version_dir / "model.onnx"
-    if target.exists() and not force:
-        # Triton versions are meant to be immutable; overwriting one silently would change
-        # what a running deployment's digest refers to.
-        raise ExportError(f"{target} already exists; pick another --version or pass --force")
+    target = check_free(out, name, version, force)
     inputs, outputs = io_specs(model, max_batch_size > 0)
     try:
         config = render_config_pbtxt(

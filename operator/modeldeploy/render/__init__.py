@@ -3,6 +3,7 @@
 No I/O, no clock, no randomness: the same arguments always give equal dicts.
 """
 
+from .containers import model_name
 from .deployment import Role, render_deployment
 from .hpa import QUEUE_TIME_METRIC, render_hpa
 from .images import RuntimeImages
@@ -24,7 +25,7 @@ from .service import render_main_service, render_revision_service
 
 __all__ = [
     "MANAGED_BY", "MANAGED_BY_LABEL", "NAME_LABEL", "QUEUE_TIME_METRIC", "REVISION_LABEL", "ROLE_LABEL",
-    "SPEC_HASH_ANNOTATION", "Owner", "Role", "RuntimeImages", "child_labels", "owner_reference",
+    "SPEC_HASH_ANNOTATION", "Owner", "Role", "RuntimeImages", "child_labels", "model_name", "owner_reference",
     "render_deployment", "render_hpa", "render_main_service", "render_pdb", "render_revision_service",
     "revision_name", "selector", "spec_hash",
 ]

@@ -25,7 +25,6 @@ STARTUP_PERIOD_SECONDS = 5
 STARTUP_FAILURE_THRESHOLD = 180
 
 
-
 def container_security_context() -> dict[str, Any]:
     """Restricted Pod Security Standard, fresh each call (callers may mutate manifests)."""
     return {

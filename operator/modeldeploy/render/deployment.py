@@ -94,10 +94,11 @@ def render_deployment(
     if replicas is not None:
         deployment_spec["replicas"] = replicas
     deployment_spec |= {
-        "revisionHistoryLimit": 1,  # a revision's pod template never changes: nothing to roll back to
+        "revisionHistoryLimit": 1,  # rollback goes to another revision's Deployment, not an old ReplicaSet
         # Selector is immutable: name + revision only, never the role.
         "selector": {"matchLabels": selector(name, revision)},
-        # Surge, never drop below the desired count (e.g. on image override by the operator).
+        # A revision's template changes only with the operator itself (upgrade, image settings):
+        # then surge, and never drop below the serving capacity.
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
         "template": _pod_template(spec, name=name, revision=revision, spec_hash=spec_hash, images=images),
     }

@@ -1,16 +1,19 @@
 """The pure rollout core: observed state in, the next status and actions out."""
 
 from .model import (
-           ContainerState,
-           DeploymentState,
-           EventRecord,
-           Failure,
-           Observed,
-           Plan,
-           PodState,
-           RevisionPlan,
+    AnalysisSamples,
+    ContainerState,
+    DeploymentState,
+    EventRecord,
+    Failure,
+    GateResult,
+    Needs,
+    Observed,
+    Plan,
+    PodState,
+    RevisionPlan,
 )
-from .planner import plan
+from .planner import needs, plan
 
-__all__ = ["ContainerState", "DeploymentState", "EventRecord", "Failure", "Observed", "Plan", "PodState",
-           "RevisionPlan", "plan"]
+__all__ = ["AnalysisSamples", "ContainerState", "DeploymentState", "EventRecord", "Failure", "GateResult", "Needs",
+           "Observed", "Plan", "PodState", "RevisionPlan", "needs", "plan"]

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from ..api.spec import ModelDeploymentSpec
 from ..api.status import FailureReason, ModelDeploymentStatus
+
+if TYPE_CHECKING:
+    from .analysis import RevisionSample
 
 Role = Literal["stable", "canary"]
 
@@ -55,6 +58,30 @@ class DeploymentState:
 
 
 @dataclass(frozen=True)
+class GateResult:
+    """Outcome of the pre-traffic gates (signature, smoke test) for one canary."""
+
+    passed: bool
+    message: str
+
+
+@dataclass(frozen=True)
+class AnalysisSamples:
+    """One interval's metrics of both revisions; None where the provider had nothing (inconclusive)."""
+
+    canary: RevisionSample | None
+    stable: RevisionSample | None
+
+
+@dataclass(frozen=True)
+class Needs:
+    """Inputs the planner will want this round, fetched by the reconciler before it plans."""
+
+    gates: bool = False
+    analysis: bool = False
+
+
+@dataclass(frozen=True)
 class Observed:
     name: str
     namespace: str
@@ -66,6 +93,8 @@ class Observed:
     pods: tuple[PodState, ...]
     now: datetime
     hpa_replicas: int | None = None  # the HPA's current desired replicas of the stable revision
+    gates: GateResult | None = None
+    samples: AnalysisSamples | None = None
 
     def pods_of(self, revision: str) -> list[PodState]:
         return [pod for pod in self.pods if pod.revision == revision]
@@ -110,3 +139,5 @@ class Plan:
     events: list[EventRecord] = field(default_factory=list)
     requeue_after: float | None = None
     touch_children: bool = True  # False: leave every child as it is (invalid spec)
+    prime_metrics: bool = False  # a step began: reset the metric baselines of both revisions
+    verdicts: list[str] = field(default_factory=list)  # analysis verdicts of this round (for metrics)

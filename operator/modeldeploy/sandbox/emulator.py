@@ -342,7 +342,7 @@ class Emulator(kmock.KubernetesEmulator):
             raise ApiStatusError(400, str(e)) from e
         return [
             obj
-            for (res, obj_ns, _), obj in sorted(self._store.items(), key=lambda kv: kv[0][1:] or ("",))
+            for (res, obj_ns, _), obj in sorted(self._store.items(), key=lambda kv: (kv[0][1] or "", kv[0][2]))
             if res == decl.key and (ns is None or obj_ns == ns) and labels(obj) and fields(obj)
         ]
 
@@ -527,9 +527,9 @@ class Emulator(kmock.KubernetesEmulator):
             )
         if not meta.get("finalizers"):
             meta.pop("finalizers", None)
-        if mutations.without_rv(new) == mutations.without_rv(old):
+        if mutations.same(mutations.without_rv(new), mutations.without_rv(old)):
             return old  # no change: no new resourceVersion, no watch event
-        if mutations.spec_part(new) != mutations.spec_part(old):
+        if not mutations.same(mutations.spec_part(new), mutations.spec_part(old)):
             meta["generation"] = int(old_meta.get("generation") or 0) + 1
         if meta.get("deletionTimestamp") and not meta.get("finalizers"):
             self._remove(key, new)  # the last finalizer is gone: the deletion completes now

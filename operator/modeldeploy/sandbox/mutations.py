@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import json
 import secrets
 import uuid
 from collections.abc import Mapping
@@ -59,6 +60,11 @@ def json_patch(target: Mapping[str, Any], ops: Any) -> dict[str, Any]:
     if not isinstance(result, dict):
         raise PatchError("the JSON patch did not produce an object")
     return result
+
+
+def same(a: Any, b: Any) -> bool:
+    """JSON equality: unlike Python's ``==``, ``False`` is not ``0`` and ``1`` is not ``1.0``."""
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
 
 def spec_part(obj: Mapping[str, Any]) -> dict[str, Any]:

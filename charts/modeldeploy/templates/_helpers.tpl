@@ -1,0 +1,108 @@
+{{/* Names and labels. */}}
+{{- define "modeldeploy.name" -}}
+{{- .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "modeldeploy.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "modeldeploy.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "modeldeploy.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
+{{- end -}}
+
+{{- define "modeldeploy.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{ include "modeldeploy.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: modeldeploy
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{- define "modeldeploy.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "modeldeploy.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "modeldeploy.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{/*
+What the operator calls in the namespaces it serves -- exactly, nothing more (see docs/install.md):
+  ModelDeployments: kopf lists/watches them and patches finalizers and its annotations; the
+  reconciler GETs them and merge-patches the status subresource.
+  Children: get (apply reads first), list (observe, delete_children), create, merge-patch, delete.
+  Deployments are also watched (kopf wakes the owner when a child Deployment changes).
+  Pods: listed to classify failures and find analysis targets. ConfigMaps: smoke-test golden inputs.
+  Events: core/v1 create (the operator's own; kopf's posting uses core/v1 too).
+*/}}
+{{- define "modeldeploy.namespacedRules" -}}
+- apiGroups: ["serving.modeldeploy.dev"]
+  resources: ["modeldeployments"]
+  verbs: ["get", "list", "watch", "patch"]
+- apiGroups: ["serving.modeldeploy.dev"]
+  resources: ["modeldeployments/status"]
+  verbs: ["get", "patch", "update"]
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: [""]
+  resources: ["services"]
+  verbs: ["get", "list", "create", "patch", "delete"]
+- apiGroups: ["autoscaling"]
+  resources: ["horizontalpodautoscalers"]
+  verbs: ["get", "list", "create", "patch", "delete"]
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["get", "list", "create", "patch", "delete"]
+- apiGroups: ["gateway.networking.k8s.io"]
+  resources: ["httproutes"]
+  verbs: ["get", "list", "create", "patch", "delete"]
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list"]
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get"]
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
+{{- end -}}
+
+{{/* kopf's own needs: peering keep-alives (kopf patches the peering object, never creates it)
+and the discovery of CRDs (the operator starts serving ModelDeployments when the CRD appears). */}}
+{{- define "modeldeploy.crdRule" -}}
+- apiGroups: ["apiextensions.k8s.io"]
+  resources: ["customresourcedefinitions"]
+  verbs: ["get", "list", "watch"]
+{{- end -}}
+
+{{- define "modeldeploy.peeringVerbs" -}}
+verbs: ["get", "list", "watch", "patch"]
+{{- end -}}
+
+{{/* kopf --namespace=... args or --all-namespaces. */}}
+{{- define "modeldeploy.scopeArgs" -}}
+{{- if .Values.watchNamespaces }}
+{{- range .Values.watchNamespaces }}
+- --namespace={{ . }}
+{{- end }}
+{{- else }}
+- --all-namespaces
+{{- end }}
+{{- end -}}
+
+{{- define "modeldeploy.modelPodNamespaces" -}}
+{{- $namespaces := .Values.networkPolicy.modelPods.namespaces | default .Values.watchNamespaces -}}
+{{- toJson ($namespaces | default list) -}}
+{{- end -}}

@@ -1,0 +1,83 @@
+"""`modeldeploy`: generate the CRD, export models, run the operator, run the local sandbox demo."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _crd(args: argparse.Namespace) -> int:
+    from ..api.crd import crd_yaml, write_crd
+
+    if args.write:
+        path = write_crd(Path(args.write))
+        print(f"wrote {path}")
+    else:
+        sys.stdout.write(crd_yaml())
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from kopf.cli import main as kopf_main
+
+    scope = ["--all-namespaces"] if not args.namespace else [f"--namespace={ns}" for ns in args.namespace]
+    peering = ["--standalone"] if args.standalone else ["--peering=modeldeploy"]
+    argv = ["run", "-m", "modeldeploy.handlers", *scope, *peering, f"--liveness={args.liveness}"]
+    return int(kopf_main(argv, standalone_mode=False) or 0)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    try:
+        from ..sandbox.demo import run_demo
+    except ImportError as error:
+        print(f"modeldeploy demo: the sandbox needs the dev extra (pip install -e '.[dev]'): {error}",
+              file=sys.stderr)
+        return 2
+    return run_demo(quick=args.quick)
+
+
+def _export_parser(subparsers: argparse._SubParsersAction) -> None:
+    export = subparsers.add_parser("export", help="torch model -> verified ONNX -> Triton repository + manifest")
+    try:
+        from ..export.cli import add_arguments, run
+    except ImportError as error:
+        reason = str(error)
+        export.set_defaults(handler=lambda _: _missing("export", reason))
+        return
+    add_arguments(export)
+    export.set_defaults(handler=run)
+
+
+def _missing(command: str, reason: str) -> int:
+    print(f"modeldeploy {command}: needs the export extra (pip install 'modeldeploy[export]'): {reason}",
+          file=sys.stderr)
+    return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="modeldeploy", description=__doc__)
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    crd = subparsers.add_parser("crd", help="print the CustomResourceDefinition generated from the API models")
+    crd.add_argument("--write", metavar="DIR", help="write crds/<file> into DIR instead of printing")
+    crd.set_defaults(handler=_crd)
+    run = subparsers.add_parser("run", help="run the operator (kopf) against the current cluster")
+    run.add_argument("--namespace", action="append", help="watch only this namespace (repeatable)")
+    run.add_argument("--standalone", action="store_true", help="no peering (a single replica)")
+    run.add_argument("--liveness", default="http://0.0.0.0:8081/healthz", help="liveness endpoint URL")
+    run.set_defaults(handler=_run)
+    demo = subparsers.add_parser("demo", help="the local sandbox: one canary rolled back, one promoted")
+    demo.add_argument("--quick", action="store_true", help="shorter steps and intervals")
+    demo.set_defaults(handler=_demo)
+    _export_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

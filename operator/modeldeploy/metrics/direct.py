@@ -1,0 +1,105 @@
+"""The default provider: the operator scrapes each ready pod's /metrics itself (nothing to install).
+
+It keeps the previous scrape of every (revision, pod endpoint) in memory and returns the counter
+increase since the previous ``sample()`` of that revision, so ``interval_seconds`` is not used:
+the interval is the time between two calls (the planner calls once per analysis interval, for
+canary and stable together). Rules, chosen to match what Prometheus' increase() would say:
+
+- first call for a revision (or after an operator restart: baselines live only in memory) ->
+  None, the interval is inconclusive, the baseline is stored;
+- a pod seen for the first time is baselined and contributes from the next interval on;
+- a pod whose counters went backwards (container restart) counts from zero;
+- a pod that disappeared, or could not be scraped, is dropped (re-baselined when it is back);
+- no pod scraped with a baseline -> None.
+
+Custom PromQL checks need Prometheus: their values are None here (inconclusive).
+Synchronous on purpose: the operator calls it from a worker thread.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import urllib.request
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+
+from ..rollout.analysis import RevisionSample
+from .base import RevisionTarget
+from .exposition import Counters, histogram_quantile, parse
+
+_FORGET_AFTER = 3600.0  # seconds without a sample() before a revision's baselines are dropped
+
+
+class DirectProvider:
+    def __init__(self, timeout: float = 2.0, max_workers: int = 16) -> None:
+        self.timeout = timeout
+        self.max_workers = max_workers
+        self._lock = threading.Lock()
+        # (namespace, revision) -> (last use, endpoint -> counters at the previous sample)
+        self._baselines: dict[tuple[str, str], tuple[float, dict[str, Counters]]] = {}
+
+    def is_online(self) -> bool:
+        return True  # nothing between the operator and the pods
+
+    def _scrape(self, endpoint: str, model: str) -> Counters | None:
+        try:
+            with urllib.request.urlopen(f"http://{endpoint}/metrics", timeout=self.timeout) as response:
+                return parse(response.read().decode("utf-8", "replace"), model)
+        except (OSError, ValueError):  # connection errors, timeouts, HTTP errors, unparsable text
+            return None
+
+    def _scrape_all(self, target: RevisionTarget) -> dict[str, Counters]:
+        if not target.endpoints:
+            return {}
+        workers = min(self.max_workers, len(target.endpoints))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            results = pool.map(lambda endpoint: self._scrape(endpoint, target.model), target.endpoints)
+            return {endpoint: counters for endpoint, counters in zip(target.endpoints, results, strict=True)
+                    if counters is not None}
+
+    def prime(self, target: RevisionTarget) -> None:
+        now = time.monotonic()
+        current = self._scrape_all(target)
+        with self._lock:
+            self._baselines[(target.namespace, target.revision)] = (now, current)
+
+    def sample(self, target: RevisionTarget, interval_seconds: float,
+               custom_queries: Mapping[str, str]) -> RevisionSample | None:
+        now = time.monotonic()
+        current = self._scrape_all(target)
+        key = (target.namespace, target.revision)
+        with self._lock:
+            previous = self._baselines.get(key)
+            # Only what was scraped now is kept: gone and unreachable pods lose their baseline.
+            self._baselines[key] = (now, current)
+            self._forget_idle(now)
+        if previous is None:
+            return None
+        deltas = [counters.minus(previous[1][endpoint]) for endpoint, counters in current.items()
+                  if endpoint in previous[1]]
+        if not deltas:
+            return None
+        total = Counters()
+        for delta in deltas:
+            total = total.plus(delta)
+        return to_sample(total, custom_queries)
+
+    def _forget_idle(self, now: float) -> None:
+        for key in [key for key, (used, _) in self._baselines.items() if now - used > _FORGET_AFTER]:
+            del self._baselines[key]
+
+
+def to_sample(delta: Counters, custom_queries: Mapping[str, str]) -> RevisionSample:
+    requests = round(delta.success + delta.failure)
+    success = round(delta.success)
+    return RevisionSample(
+        requests=requests,
+        failures=round(delta.failure),
+        latency_p99=histogram_quantile(0.99, delta.buckets),
+        # modelserver adds failed requests' time to request_duration_us, so divide by all requests.
+        latency_mean=delta.duration_us / requests / 1e6 if requests > 0 else None,
+        # Per successful request, as the HPA's queue-time metric (render/hpa.py) computes it.
+        queue_time_mean=delta.queue_us / success / 1e6 if success > 0 else None,
+        custom={name: None for name in custom_queries},
+    )

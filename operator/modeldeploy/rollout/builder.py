@@ -1,0 +1,150 @@
+"""Shared plan-building steps of the rollout strategies. Pure."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from ..api.spec import ModelDeploymentSpec
+from ..api.status import (
+    FailureReason,
+    ModelDeploymentStatus,
+    Phase,
+    RejectedRevision,
+    RevisionState,
+    RevisionStatus,
+    RolloutProgress,
+)
+from .conditions import for_phase
+from .model import EventRecord, Failure, Observed, Plan, RevisionPlan
+
+PROGRESS_REQUEUE_SECONDS = 5.0
+MAX_KEPT_REVISIONS = 10
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+class Builder:
+    """Accumulates one plan: the next status, the children, the events."""
+
+    def __init__(self, observed: Observed) -> None:
+        self.observed = observed
+        self.now = iso(observed.now)
+        self.status: ModelDeploymentStatus = observed.status.model_copy(deep=True)
+        self.status.observed_generation = observed.generation
+        self.plan = Plan(status=self.status)
+
+    def seconds_since(self, text: str) -> float:
+        return (self.observed.now - parse_time(text)).total_seconds()
+
+    def event(self, warning: bool, reason: str, message: str) -> None:
+        self.plan.events.append(EventRecord("Warning" if warning else "Normal", reason, message))
+
+    def set_revision_state(self, name: str, hash_: str, state: RevisionState, digest: str | None = None) -> None:
+        for entry in self.status.revisions:
+            if entry.name == name:
+                entry.state = state
+                return
+        self.status.revisions.append(RevisionStatus(name=name, spec_hash=hash_, model_digest=digest,
+                                                    created_at=self.now, state=state))
+        self.status.revisions = self.status.revisions[-MAX_KEPT_REVISIONS:]
+
+    def serve_stable(self, stable: str, hash_: str, render: bool) -> None:
+        self.plan.revisions.append(RevisionPlan(stable, hash_, "stable", None, render))
+        self.plan.hpa_target = stable
+        self.plan.weights[stable] = 100
+
+    def progress(self, candidate: str) -> RolloutProgress:
+        progress = self.status.rollout
+        if progress is None or progress.revision != candidate:
+            progress = RolloutProgress(revision=candidate, started_at=self.now)
+            self.status.rollout = progress
+            self.status.analysis = None
+            self.event(False, "RevisionCreated", f"rolling out revision {candidate}")
+        return progress
+
+    def reject(self, candidate: str, hash_: str, failure: Failure) -> None:
+        """Record the rejection and drop the candidate; traffic goes (or stays) on the stable."""
+        status = self.status
+        status.rejected_revisions = [entry for entry in status.rejected_revisions if entry.spec_hash != hash_]
+        status.rejected_revisions.append(RejectedRevision(revision=candidate, spec_hash=hash_, reason=failure.reason,
+                                                          message=failure.message, at=self.now))
+        self.set_revision_state(candidate, hash_, "RolledBack")
+        self.plan.delete_revisions.append(candidate)
+        self.plan.revisions = [plan for plan in self.plan.revisions if plan.revision != candidate]
+        self.plan.weights.pop(candidate, None)
+        status.canary_revision = None
+        status.canary_weight = 0
+        status.rollout = None
+
+    def promote(self, stable: str | None, stable_hash: str | None, candidate: str, hash_: str) -> Plan:
+        """Traffic and the HPA move to the candidate's Deployment; nothing is re-deployed."""
+        self.plan.revisions = [RevisionPlan(candidate, hash_, "stable", None, True)]
+        self.plan.hpa_target = candidate
+        self.plan.weights = {candidate: 100}
+        if stable and stable_hash:
+            self.plan.delete_revisions.append(stable)
+            self.set_revision_state(stable, stable_hash, "Superseded")
+        self.set_revision_state(candidate, hash_, "Stable")
+        status = self.status
+        status.stable_revision = candidate
+        status.canary_revision = None
+        status.canary_weight = 0
+        status.rollout = None
+        replaced = f", {stable} removed" if stable else ""
+        self.event(False, "Promoted", f"revision {candidate} promoted{replaced}")
+        return self.finish("Healthy", "Serving", f"revision {candidate} is serving")
+
+    def finish(self, phase: Phase, reason: str, message: str, rollout_reason: str | None = None) -> Plan:
+        previous = self.observed.status
+        status = self.status
+        if phase != previous.phase and phase in ("RolledBack", "Failed"):
+            self.event(True, reason, message)
+        status.phase = phase
+        status.message = message
+        stable = status.stable_revision
+        state = self.observed.deployments.get(stable) if stable else None
+        status.replicas = (state.replicas or 0) if state else 0
+        status.ready_replicas = state.ready_replicas if state else 0
+        status.conditions = for_phase(
+            status.conditions, phase=phase, reason=reason, message=message,
+            available=status.ready_replicas > 0, generation=self.observed.generation, now=self.now,
+            rollout_reason=rollout_reason)
+        return self.plan
+
+
+def deadline_passed(builder: Builder, progress: RolloutProgress, spec: ModelDeploymentSpec) -> bool:
+    if progress.paused_at is not None:
+        return False  # a paused rollout waits for its user, not for the clock
+    return builder.seconds_since(progress.started_at) >= spec.rollout.progress_deadline_seconds
+
+
+def deadline_failure(failure: Failure | None, spec: ModelDeploymentSpec) -> Failure:
+    deadline = spec.rollout.progress_deadline_seconds
+    reason: FailureReason = failure.reason if failure else "ProgressDeadline"
+    detail = f": {failure.message}" if failure else ""
+    return Failure(reason, f"not promoted within progressDeadlineSeconds ({deadline}s){detail}", True)
+
+
+def ready(observed: Observed, revision: str, wanted: int) -> bool:
+    state = observed.deployments.get(revision)
+    return state is not None and state.ready_replicas >= max(wanted, 1)
+
+
+def stable_replicas(observed: Observed, stable: str, spec: ModelDeploymentSpec) -> int:
+    state = observed.deployments.get(stable)
+    current = state.replicas if state and state.replicas is not None else None
+    return max(observed.hpa_replicas or current or spec.autoscaling.min_replicas, 1)
+
+
+def waiting_message(observed: Observed, revision: str, failure: Failure | None, wanted: int | None = None) -> str:
+    state = observed.deployments.get(revision)
+    ready_count = state.ready_replicas if state else 0
+    target = wanted if wanted is not None else (state.replicas if state and state.replicas is not None else "?")
+    text = f"waiting for revision {revision}: {ready_count}/{target} pods ready"
+    return f"{text} ({failure.reason}: {failure.message})" if failure else text

@@ -1,0 +1,258 @@
+"""The canary strategy: start the canary, pass the gates, walk the steps with analysis, promote.
+
+Stages (kept in status.rollout.stage, so a restarted operator resumes mid-canary):
+  Starting  — one canary pod, no traffic; when it is ready the gates run (signature, smoke test).
+  Steps     — step i routes steps[i].weight percent to the canary (service router: the canary runs
+              ceil(stable replicas x weight) pods); every interval the analysis compares canary and
+              stable; a step ends after its pause and at least one passed interval.
+  Promoting — the canary is scaled to the stable's size, then takes all traffic and the HPA.
+Any fatal pod failure, a failed gate, `failureLimit` failed intervals in a row, an abort or the
+progress deadline rolls back: traffic returns to the stable, the canary is removed.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..api.spec import ModelDeploymentSpec
+from ..api.status import AnalysisStatus
+from ..api.types import parse_duration
+from .analysis import analyse
+from .builder import (
+    PROGRESS_REQUEUE_SECONDS,
+    Builder,
+    deadline_failure,
+    deadline_passed,
+    parse_time,
+    ready,
+    stable_replicas,
+    waiting_message,
+)
+from .failures import classify
+from .model import Failure, Observed, Plan, RevisionPlan
+
+GATE_RETRY_SECONDS = 1.0
+
+
+def canary_replicas(stable: int, weight: int) -> int:
+    """ceil(stable x weight), at least 1 and at most the stable's size."""
+    return max(1, min(stable, math.ceil(stable * weight / 100)))
+
+
+def effective_weight(observed: Observed, spec: ModelDeploymentSpec, stable: str, candidate: str, weight: int) -> int:
+    """What the router really gives the canary: a route weight, or the ready-replica ratio of a Service."""
+    if spec.rollout.traffic.router == "gatewayAPI":
+        return weight
+    canary_state, stable_state = observed.deployments.get(candidate), observed.deployments.get(stable)
+    canary_ready = canary_state.ready_replicas if canary_state else 0
+    stable_ready = stable_state.ready_replicas if stable_state else 0
+    if weight == 0 or canary_ready + stable_ready == 0:
+        return 0
+    return round(100 * canary_ready / (canary_ready + stable_ready))
+
+
+def analysis_due_in(observed: Observed, spec: ModelDeploymentSpec) -> float | None:
+    """Seconds until the next analysis interval is due (<= 0: now); None outside the Steps stage."""
+    progress = observed.status.rollout
+    if progress is None or progress.stage != "Steps" or progress.paused_at or progress.step_started_at is None:
+        return None
+    interval = parse_duration(spec.rollout.analysis.interval)
+    analysis = observed.status.analysis
+    since = parse_time(progress.step_started_at)
+    if analysis is not None and analysis.last_run is not None:
+        since = max(since, parse_time(analysis.last_run))
+    return interval - (observed.now - since).total_seconds()
+
+
+def _apply_intent(builder: Builder, candidate: str, hash_: str) -> Plan | None:
+    status = builder.status
+    intent = status.intent
+    progress = status.rollout
+    if intent is None or progress is None:
+        return None
+    status.intent = None
+    if intent.action == "abort":
+        builder.reject(candidate, hash_, Failure("Aborted", "aborted by kubectl modeldeploy abort", True))
+        return builder.finish("RolledBack", "Aborted", f"revision {candidate} aborted by request")
+    if intent.action == "pause" and progress.paused_at is None:
+        progress.paused_at = builder.now
+        builder.event(False, "Paused", f"rollout of {candidate} paused")
+    elif intent.action == "resume" and progress.paused_at is not None:
+        paused_for = builder.seconds_since(progress.paused_at)
+        progress.started_at = _shift(progress.started_at, paused_for)
+        if progress.step_started_at:
+            progress.step_started_at = _shift(progress.step_started_at, paused_for)
+        progress.paused_at = None
+        builder.event(False, "Resumed", f"rollout of {candidate} resumed")
+    elif intent.action == "promote":
+        progress.stage = "Promoting"
+        progress.paused_at = None
+        builder.event(False, "PromoteRequested", f"promoting {candidate} without further analysis")
+    return None
+
+
+def _shift(text: str, seconds: float) -> str:
+    from datetime import timedelta
+
+    from .builder import iso
+
+    return iso(parse_time(text) + timedelta(seconds=seconds))
+
+
+def _rollback(builder: Builder, candidate: str, hash_: str, failure: Failure) -> Plan:
+    builder.reject(candidate, hash_, failure)
+    return builder.finish("RolledBack", failure.reason, f"revision {candidate} rolled back: {failure.message}")
+
+
+def _analyse(builder: Builder, spec: ModelDeploymentSpec, candidate: str, hash_: str) -> Plan | None:
+    """Fold this round's samples (if the reconciler fetched any) into status.analysis."""
+    samples = builder.observed.samples
+    if samples is None:
+        return None
+    result = analyse(spec.rollout.analysis, samples.canary, samples.stable)
+    builder.plan.verdicts.append(result.verdict)
+    previous = builder.status.analysis or AnalysisStatus()
+    analysis = AnalysisStatus(
+        passed_intervals=previous.passed_intervals + (result.verdict == "Pass"),
+        consecutive_failures=previous.consecutive_failures + 1 if result.verdict == "Fail" else 0,
+        last_run=builder.now, verdict=result.verdict, checks=list(result.checks))
+    builder.status.analysis = analysis
+    if result.verdict == "Fail" and analysis.consecutive_failures >= spec.rollout.analysis.failure_limit:
+        failed = result.failed
+        detail = failed.message if failed else "analysis failed"
+        return _rollback(builder, candidate, hash_, Failure(
+            "AnalysisFailed", f"{analysis.consecutive_failures} failed intervals in a row: {detail}", True))
+    return None
+
+
+def _enter_step(builder: Builder, index: int, spec: ModelDeploymentSpec) -> None:
+    progress = builder.status.rollout
+    assert progress is not None
+    progress.stage = "Steps"
+    progress.step = index
+    progress.step_started_at = builder.now
+    previous = builder.status.analysis
+    builder.status.analysis = AnalysisStatus(
+        consecutive_failures=previous.consecutive_failures if previous else 0,
+        last_run=previous.last_run if previous else None,
+        verdict=previous.verdict if previous else None,
+        checks=previous.checks if previous else [])
+    builder.plan.prime_metrics = True
+    weight = spec.rollout.steps[index].weight
+    builder.event(False, "StepStarted", f"step {index + 1}/{len(spec.rollout.steps)}: {weight}% to the canary")
+
+
+def _step_done(builder: Builder, spec: ModelDeploymentSpec) -> bool:
+    progress = builder.status.rollout
+    assert progress is not None and progress.step_started_at is not None
+    step = spec.rollout.steps[progress.step]
+    passed = builder.status.analysis.passed_intervals if builder.status.analysis else 0
+    return builder.seconds_since(progress.step_started_at) >= parse_duration(step.pause) and passed >= 1
+
+
+def canary(builder: Builder, spec: ModelDeploymentSpec, stable: str, candidate: str, hash_: str) -> Plan:
+    observed = builder.observed
+    status = builder.status
+    progress = builder.progress(candidate)
+    builder.set_revision_state(candidate, hash_, "Canary", spec.model.digest)
+    status.canary_revision = candidate
+    stable_hash = observed.deployments[stable].spec_hash
+    full_size = stable_replicas(observed, stable, spec)
+    builder.serve_stable(stable, stable_hash, render=False)
+
+    stopped = _apply_intent(builder, candidate, hash_)
+    if stopped is not None:
+        return stopped
+    failure = classify(observed.pods_of(candidate))
+    if failure and failure.fatal:
+        return _rollback(builder, candidate, hash_, failure)
+    if deadline_passed(builder, progress, spec):
+        return _rollback(builder, candidate, hash_, deadline_failure(failure, spec))
+
+    if progress.stage == "Starting":
+        return _starting(builder, spec, stable, candidate, hash_, failure)
+    if progress.stage == "Steps":
+        return _steps(builder, spec, stable, candidate, hash_, full_size)
+    return _promoting(builder, spec, stable, stable_hash, candidate, hash_, full_size)
+
+
+def _route(builder: Builder, spec: ModelDeploymentSpec, stable: str, candidate: str, hash_: str,
+           weight: int, replicas: int) -> None:
+    plan = builder.plan
+    plan.revisions.append(RevisionPlan(candidate, hash_, "canary", replicas, True))
+    plan.weights = {stable: 100 - weight, candidate: weight}
+    builder.status.canary_weight = effective_weight(builder.observed, spec, stable, candidate, weight)
+
+
+def _starting(builder: Builder, spec: ModelDeploymentSpec, stable: str, candidate: str, hash_: str,
+              failure: Failure | None) -> Plan:
+    observed = builder.observed
+    progress = builder.status.rollout
+    assert progress is not None
+    _route(builder, spec, stable, candidate, hash_, 0, 1)
+    if progress.paused_at is not None:
+        return builder.finish("Paused", "Paused", f"rollout of {candidate} is paused (kubectl modeldeploy resume)")
+    if not ready(observed, candidate, 1):
+        builder.plan.requeue_after = PROGRESS_REQUEUE_SECONDS
+        return builder.finish("Progressing", "RolloutInProgress", waiting_message(observed, candidate, failure, 1),
+                              "CanaryStarting")
+    if not progress.gates_passed:
+        gates = observed.gates
+        if gates is None:
+            builder.plan.requeue_after = GATE_RETRY_SECONDS
+            return builder.finish("Progressing", "RolloutInProgress", f"checking gates of {candidate}", "Gates")
+        if not gates.passed:
+            return _rollback(builder, candidate, hash_, Failure("GateFailed", gates.message, True))
+        progress.gates_passed = True
+        builder.event(False, "GatesPassed", gates.message or f"gates of {candidate} passed")
+    _enter_step(builder, 0, spec)
+    return _steps(builder, spec, stable, candidate, hash_, stable_replicas(observed, stable, spec), entered=True)
+
+
+def _steps(builder: Builder, spec: ModelDeploymentSpec, stable: str, candidate: str, hash_: str,
+           full_size: int, entered: bool = False) -> Plan:
+    progress = builder.status.rollout
+    assert progress is not None
+    if not entered:
+        stopped = _analyse(builder, spec, candidate, hash_)
+        if stopped is not None:
+            return stopped
+        if progress.paused_at is None and _step_done(builder, spec):
+            if progress.step + 1 < len(spec.rollout.steps):
+                _enter_step(builder, progress.step + 1, spec)
+            else:
+                progress.stage = "Promoting"
+                builder.event(False, "Promoting", f"all steps passed: scaling {candidate} to {full_size} pods")
+                return _promoting(builder, spec, stable, None, candidate, hash_, full_size)
+    weight = spec.rollout.steps[progress.step].weight
+    _route(builder, spec, stable, candidate, hash_, weight, canary_replicas(full_size, weight))
+    if progress.paused_at is not None:
+        return builder.finish("Paused", "Paused", f"rollout of {candidate} is paused at step {progress.step + 1}")
+    due = analysis_due_in(_observed_with(builder), spec)
+    builder.plan.requeue_after = max(0.2, min(PROGRESS_REQUEUE_SECONDS, due if due is not None else 5.0))
+    verdict = builder.status.analysis.verdict if builder.status.analysis else None
+    message = (f"step {progress.step + 1}/{len(spec.rollout.steps)}: {weight}% to {candidate}"
+               f"{f', last analysis {verdict}' if verdict else ''}")
+    return builder.finish("Progressing", "RolloutInProgress", message, "CanarySteps")
+
+
+def _observed_with(builder: Builder) -> Observed:
+    """The observation as the next round will see it (this round's status), for due-time math."""
+    from dataclasses import replace
+
+    return replace(builder.observed, status=builder.status)
+
+
+def _promoting(builder: Builder, spec: ModelDeploymentSpec, stable: str, stable_hash: str | None,
+               candidate: str, hash_: str, full_size: int) -> Plan:
+    observed = builder.observed
+    stable_hash = stable_hash or observed.deployments[stable].spec_hash
+    progress = builder.status.rollout
+    assert progress is not None
+    if ready(observed, candidate, full_size):
+        return builder.promote(stable, stable_hash, candidate, hash_)
+    weight = spec.rollout.steps[progress.step].weight if progress.gates_passed else 0
+    _route(builder, spec, stable, candidate, hash_, weight, full_size)
+    builder.plan.requeue_after = PROGRESS_REQUEUE_SECONDS
+    message = f"promoting {candidate}: " + waiting_message(observed, candidate, None, full_size)
+    return builder.finish("Progressing", "RolloutInProgress", message, "Promoting")

@@ -1,0 +1,71 @@
+"""First deployments, steady state, and the immediate strategy: ready the new revision, then switch."""
+
+from __future__ import annotations
+
+from ..api.spec import ModelDeploymentSpec
+from .builder import (
+    PROGRESS_REQUEUE_SECONDS,
+    Builder,
+    deadline_failure,
+    deadline_passed,
+    ready,
+    stable_replicas,
+    waiting_message,
+)
+from .failures import classify
+from .model import Plan, RevisionPlan
+
+
+def steady(builder: Builder, candidate: str, hash_: str) -> Plan:
+    """The spec's revision is the stable one: keep it as it is."""
+    builder.serve_stable(candidate, hash_, render=True)
+    status = builder.status
+    status.canary_revision = None
+    status.canary_weight = 0
+    status.rollout = None
+    if ready(builder.observed, candidate, 1):
+        return builder.finish("Healthy", "Serving", f"revision {candidate} is serving")
+    failure = classify(builder.observed.pods_of(candidate))
+    builder.plan.requeue_after = PROGRESS_REQUEUE_SECONDS
+    return builder.finish("Progressing", "StableNotReady", waiting_message(builder.observed, candidate, failure))
+
+
+def first_deploy(builder: Builder, spec: ModelDeploymentSpec, candidate: str, hash_: str) -> Plan:
+    """Nothing serves yet: there is nothing to compare a canary with, so it goes straight in."""
+    observed = builder.observed
+    progress = builder.progress(candidate)
+    builder.set_revision_state(candidate, hash_, "Pending", spec.model.digest)
+    builder.serve_stable(candidate, hash_, render=True)
+    if ready(observed, candidate, 1):
+        return builder.promote(None, None, candidate, hash_)
+    failure = classify(observed.pods_of(candidate))
+    if (failure and failure.fatal) or deadline_passed(builder, progress, spec):
+        failure = failure if failure and failure.fatal else deadline_failure(failure, spec)
+        builder.reject(candidate, hash_, failure)
+        builder.plan.hpa_target = None
+        return builder.finish("Failed", failure.reason, f"revision {candidate} failed: {failure.message}")
+    builder.plan.requeue_after = PROGRESS_REQUEUE_SECONDS
+    return builder.finish("Progressing", "RolloutInProgress", waiting_message(observed, candidate, failure))
+
+
+def replace(builder: Builder, spec: ModelDeploymentSpec, stable: str, candidate: str, hash_: str) -> Plan:
+    """immediate: the new revision is readied at the stable's size beside it, then takes all traffic."""
+    observed = builder.observed
+    progress = builder.progress(candidate)
+    builder.set_revision_state(candidate, hash_, "Canary", spec.model.digest)
+    stable_hash = observed.deployments[stable].spec_hash
+    replicas = stable_replicas(observed, stable, spec)
+    builder.status.canary_revision = candidate
+    if ready(observed, candidate, replicas):
+        return builder.promote(stable, stable_hash, candidate, hash_)
+    builder.serve_stable(stable, stable_hash, render=False)
+    failure = classify(observed.pods_of(candidate))
+    if (failure and failure.fatal) or deadline_passed(builder, progress, spec):
+        failure = failure if failure and failure.fatal else deadline_failure(failure, spec)
+        builder.reject(candidate, hash_, failure)
+        return builder.finish("RolledBack", failure.reason, f"revision {candidate} rolled back: {failure.message}")
+    builder.plan.revisions.append(RevisionPlan(candidate, hash_, "canary", replicas, True))
+    builder.plan.weights[candidate] = 0
+    builder.plan.requeue_after = PROGRESS_REQUEUE_SECONDS
+    message = waiting_message(observed, candidate, failure, replicas)
+    return builder.finish("Progressing", "RolloutInProgress", message, "Immediate")

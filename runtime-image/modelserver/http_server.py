@@ -1,0 +1,252 @@
+"""A lean HTTP/1.1 server for the inference API: asyncio protocol + httptools' C parser.
+
+Why not aiohttp: its request/response objects, router and middleware machinery cost more
+than everything else per small inference request; this keeps the per-request Python work
+to a parse callback, one task and one ``transport.write``. It supports what inference
+clients use: keep-alive, pipelining (answered in order), Content-Length or chunked bodies,
+``Expect: 100-continue`` and gzip/deflate request bodies. Bodies above the limit are
+discarded as they arrive and answered 413.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
+
+import httptools
+
+from modelserver import jsonio
+from modelserver.rest import NO_ROUTE, Reply, RestApi, Route, route
+
+if TYPE_CHECKING:
+    from modelserver.batching import Scheduler
+
+log = logging.getLogger("modelserver.http")
+
+_REASONS = {
+    100: b"Continue", 200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method Not Allowed",
+    413: b"Payload Too Large", 500: b"Internal Server Error", 503: b"Service Unavailable",
+}  # fmt: skip
+_MAX_HEAD = 64 * 1024  # request line + headers; the body has its own limit
+_MAX_PIPELINED = 16  # stop reading from a client that queues more requests than this
+
+
+@dataclass(slots=True)
+class _Request:
+    method: bytes
+    route: Route
+    headers: dict[bytes, bytes]
+    body: bytes
+    too_large: bool
+    keep_alive: bool
+    t0: int
+
+
+class HttpProtocol(asyncio.Protocol):
+    def __init__(self, server: HttpServer) -> None:
+        self.server = server
+        self.api = server.api
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.queue: collections.deque[_Request] = collections.deque()
+        self.task: asyncio.Task[None] | None = None
+        self.paused = False
+        self._reset()
+
+    def _reset(self) -> None:
+        self.url = b""
+        self.route = NO_ROUTE
+        self.headers: dict[bytes, bytes] = {}
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.head_size = 0
+        self.too_large = False
+        self.t0 = 0
+        self.announced: Scheduler | None = None  # told that this infer request is arriving
+
+    # -- asyncio.Protocol ----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self.server.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.connections.discard(self)
+        self._unannounce()
+        self.transport = None
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(400, b"protocol upgrades are not supported")
+        except httptools.HttpParserError as exc:
+            self._fail(400, f"malformed HTTP request: {exc}".encode())
+
+    def _fail(self, status: int, message: bytes) -> None:
+        """A request we cannot even parse: answer once and close (the stream is unusable)."""
+        self._unannounce()
+        if self.transport is not None and not self.queue and self.task is None:
+            self._write(Reply(status, jsonio.dumps({"error": message.decode("latin-1")})), keep_alive=False)
+        if self.transport is not None:
+            self.transport.close()
+
+    # -- httptools callbacks -------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._reset()
+        self.t0 = time.perf_counter_ns()
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        self.head_size += len(url)
+        if self.head_size > _MAX_HEAD:
+            raise ValueError("request line too long")  # httptools turns it into a parser error
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers[name.lower()] = value
+        self.head_size += len(name) + len(value)
+        if self.head_size > _MAX_HEAD:
+            raise ValueError("request headers too large")
+
+    def on_headers_complete(self) -> None:
+        length = self.headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.api.max_request_bytes:
+            self.too_large = True
+        elif self.headers.get(b"expect", b"").lower() == b"100-continue" and self.transport is not None:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        self.route = route(self._path())
+        if self.route.kind == "infer" and self.parser.get_method() == b"POST":
+            # Let the batcher know a request is on its way while its body is still arriving.
+            model = self.api.lookup(self.route)
+            if model is not None:
+                self.announced = model.scheduler
+                model.scheduler.arriving += 1
+
+    def on_body(self, body: bytes) -> None:
+        if self.too_large:
+            return
+        self.size += len(body)
+        if self.size > self.api.max_request_bytes:
+            self.too_large = True
+            self.chunks = []
+        else:
+            self.chunks.append(body)
+
+    def on_message_complete(self) -> None:
+        self._unannounce()
+        body = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
+        req = _Request(
+            self.parser.get_method(),
+            self.route,
+            self.headers,
+            body,
+            self.too_large,
+            self.parser.should_keep_alive() and not self.too_large,
+            self.t0,
+        )
+        self.chunks = []
+        self.queue.append(req)
+        if self.task is None:
+            self.task = asyncio.get_running_loop().create_task(self._serve())
+        elif len(self.queue) >= _MAX_PIPELINED and self.transport is not None and not self.paused:
+            self.transport.pause_reading()
+            self.paused = True
+
+    # -- request processing --------------------------------------------------------------
+
+    def _path(self) -> str:
+        return self.url.split(b"?", 1)[0].decode("latin-1")
+
+    def _unannounce(self) -> None:
+        if self.announced is not None:
+            self.announced.arriving -= 1
+            self.announced = None
+
+    async def _serve(self) -> None:
+        """Answer queued requests in order (HTTP/1.1 pipelining), one at a time."""
+        try:
+            while self.queue:
+                req = self.queue.popleft()
+                self.server.active += 1
+                try:
+                    reply = await self.api.handle(req.method, req.route, req.headers, req.body, req.too_large, req.t0)
+                except Exception:  # handlers answer errors themselves; this is a last resort
+                    log.exception("request handler crashed")
+                    reply = Reply(500, b'{"error":"internal error"}')
+                finally:
+                    self.server.active -= 1
+                if self.transport is None:
+                    return
+                keep_alive = req.keep_alive and not self.server.closing
+                self._write(reply, keep_alive, head=req.method == b"HEAD")
+                if not keep_alive:
+                    self.transport.close()
+                    return
+                if self.paused and len(self.queue) < _MAX_PIPELINED // 2:
+                    self.transport.resume_reading()
+                    self.paused = False
+        finally:
+            self.task = None
+            self.server.idle.set()
+
+    def _write(self, reply: Reply, keep_alive: bool, head: bool = False) -> None:
+        assert self.transport is not None
+        head_lines = [
+            b"HTTP/1.1 %d %s\r\n" % (reply.status, _REASONS.get(reply.status, b"Unknown")),
+            b"Content-Type: %s\r\nContent-Length: %d\r\n" % (reply.content_type, len(reply.body)),
+        ]
+        if reply.header_length is not None:
+            head_lines.append(b"Inference-Header-Content-Length: %d\r\n" % reply.header_length)
+        if not keep_alive:
+            head_lines.append(b"Connection: close\r\n")
+        head_lines.append(b"\r\n")
+        if not head:
+            head_lines.append(reply.body)
+        self.transport.write(b"".join(head_lines))
+
+    @property
+    def idle(self) -> bool:
+        return self.task is None and not self.queue
+
+
+class HttpServer:
+    def __init__(self, api: RestApi) -> None:
+        self.api = api
+        self.connections: set[HttpProtocol] = set()
+        self.active = 0
+        self.closing = False
+        self.idle = asyncio.Event()
+        self._server: asyncio.AbstractServer | None = None
+
+    async def start(self, host: str, port: int) -> int:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: HttpProtocol(self), host, port, backlog=1024)
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def shutdown(self, timeout: float) -> None:
+        """Stop accepting, let in-flight requests finish (up to ``timeout``), close the rest."""
+        self.closing = True
+        if self._server is not None:
+            self._server.close()
+        deadline = time.monotonic() + timeout
+        while True:
+            for conn in list(self.connections):
+                if conn.idle and conn.transport is not None:
+                    conn.transport.close()  # idle keep-alive connection: nothing to drain
+            if not any(not c.idle for c in self.connections) or time.monotonic() >= deadline:
+                break
+            self.idle.clear()
+            try:
+                await asyncio.wait_for(self.idle.wait(), max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                break
+        for conn in list(self.connections):
+            if conn.transport is not None:
+                conn.transport.close()
+        if self._server is not None:
+            await self._server.wait_closed()

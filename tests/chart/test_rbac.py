@@ -1,0 +1,115 @@
+"""Least-privilege RBAC: exactly what the operator code and kopf call, nothing else.
+
+Where each rule comes from (checked against the code of modeldeploy and of kopf 1.45):
+
+* modeldeployments get/list/watch/patch: kopf lists+watches them and merge-patches its finalizer
+  and `modeldeploy.dev/*` annotations; the reconciler GETs them (reconciler.reconcile).
+* modeldeployments/status get/patch/update: the reconciler merge-patches status (resourceVersion-
+  guarded); get/update for status readers/writers that use GET/PUT on the subresource.
+* deployments get/list/watch/create/patch/delete: KubeClient.apply (GET, POST, merge PATCH),
+  observe/delete_children (list), _delete_revision (DELETE), kopf's on.event watch.
+* services/hpas/pdbs/httproutes get/list/create/patch/delete: apply + delete_children.
+* pods get/list: observe() lists the pods of a ModelDeployment (failure classification, targets).
+* configmaps get: smoke-test golden inputs (gates.smokeTest.configMapRef).
+* events create: KubeClient.create_event (core/v1); kopf posts core/v1 events too (never events.k8s.io).
+* kopf peering get/list/watch/patch: kopf watches the peering object and merge-patches its keep-alive;
+  it never creates one (the chart does), so no `create`.
+* customresourcedefinitions get/list/watch: kopf's resource observer.
+* namespaces get/list/watch: kopf lists/watches namespaces only when it runs with --namespace.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .rendering import FULL_VALUES, by_kind, render
+
+Rule = tuple[str, str, frozenset[str]]
+
+NAMESPACED_RULES: set[Rule] = {
+    ("serving.modeldeploy.dev", "modeldeployments", frozenset({"get", "list", "watch", "patch"})),
+    ("serving.modeldeploy.dev", "modeldeployments/status", frozenset({"get", "patch", "update"})),
+    ("apps", "deployments", frozenset({"get", "list", "watch", "create", "patch", "delete"})),
+    ("", "services", frozenset({"get", "list", "create", "patch", "delete"})),
+    ("autoscaling", "horizontalpodautoscalers", frozenset({"get", "list", "create", "patch", "delete"})),
+    ("policy", "poddisruptionbudgets", frozenset({"get", "list", "create", "patch", "delete"})),
+    ("gateway.networking.k8s.io", "httproutes", frozenset({"get", "list", "create", "patch", "delete"})),
+    ("", "pods", frozenset({"get", "list"})),
+    ("", "configmaps", frozenset({"get"})),
+    ("", "events", frozenset({"create"})),
+}
+PEERING_VERBS = frozenset({"get", "list", "watch", "patch"})
+CRD_RULE: Rule = ("apiextensions.k8s.io", "customresourcedefinitions", frozenset({"get", "list", "watch"}))
+NAMESPACES_RULE: Rule = ("", "namespaces", frozenset({"get", "list", "watch"}))
+
+
+def flatten(role: dict[str, Any]) -> set[Rule]:
+    rules: set[Rule] = set()
+    for rule in role["rules"]:
+        assert set(rule) == {"apiGroups", "resources", "verbs"}, "no resourceNames/nonResourceURLs needed"
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                rules.add((group, resource, frozenset(rule["verbs"])))
+    return rules
+
+
+def _all_roles(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return by_kind(objects, "ClusterRole") + by_kind(objects, "Role")
+
+
+def test_cluster_wide_rules_are_exactly_what_the_code_calls() -> None:
+    (role,) = by_kind(render(), "ClusterRole")
+    assert flatten(role) == NAMESPACED_RULES | {
+        ("kopf.dev", "clusterkopfpeerings", PEERING_VERBS), CRD_RULE}
+    assert by_kind(render(), "Role") == []
+
+
+def test_watch_namespaces_mode_uses_roles_per_namespace() -> None:
+    objects = render(FULL_VALUES)
+    (scanning,) = by_kind(objects, "ClusterRole")
+    assert flatten(scanning) == {CRD_RULE, NAMESPACES_RULE}
+    roles = {role["metadata"]["namespace"]: role for role in by_kind(objects, "Role")}
+    assert set(roles) == {"ml", "risk"}
+    for role in roles.values():
+        assert flatten(role) == NAMESPACED_RULES | {("kopf.dev", "kopfpeerings", PEERING_VERBS)}
+    bindings = {binding["metadata"]["namespace"]: binding for binding in by_kind(objects, "RoleBinding")}
+    assert set(bindings) == {"ml", "risk"}
+    for namespace, binding in bindings.items():
+        assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                      "name": roles[namespace]["metadata"]["name"]}
+        assert binding["subjects"][0]["namespace"] == "modeldeploy-system"
+    (cluster_binding,) = by_kind(objects, "ClusterRoleBinding")
+    assert cluster_binding["roleRef"]["name"] == scanning["metadata"]["name"]
+
+
+def test_no_wildcards_no_secrets_no_escalation() -> None:
+    for values in (None, FULL_VALUES):
+        for role in _all_roles(render(values)):
+            for group, resource, verbs in flatten(role):
+                assert "*" not in (group, resource) and "*" not in verbs
+                assert resource != "secrets"
+                assert not verbs & {"escalate", "bind", "impersonate", "deletecollection"}
+                assert not resource.startswith(("roles", "clusterroles", "rolebindings", "clusterrolebindings"))
+
+
+def test_every_kind_the_api_client_knows_is_covered() -> None:
+    """modeldeploy.kubeapi.KINDS is the only way the operator reaches the API: each kind needs a rule."""
+    from modeldeploy.kubeapi import KINDS
+
+    (role,) = by_kind(render(), "ClusterRole")
+    granted = {(group, resource): verbs for group, resource, verbs in flatten(role)}
+    read_only = {("v1", "ConfigMap"): {"get"}, ("v1", "Pod"): {"get", "list"}, ("v1", "Event"): {"create"},
+                 ("serving.modeldeploy.dev/v1alpha1", "ModelDeployment"): {"get", "patch"}}
+    for (api_version, kind), info in KINDS.items():
+        verbs = granted.get((info.group, info.plural))
+        assert verbs is not None, f"{kind} has no RBAC rule"
+        # Anything else is a child: applied (get, create, patch), listed and deleted.
+        assert read_only.get((api_version, kind), {"get", "list", "create", "patch", "delete"}) <= verbs, kind
+
+
+def test_rbac_can_be_turned_off() -> None:
+    objects = render({"rbac": {"create": False}, "serviceAccount": {"create": False, "name": "mine"}})
+    assert _all_roles(objects) == []
+    assert by_kind(objects, "ServiceAccount") == []
+    (deployment,) = by_kind(objects, "Deployment")
+    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == "mine"

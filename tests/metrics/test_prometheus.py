@@ -1,0 +1,134 @@
+"""PrometheusProvider against a real Prometheus (Debian's `prometheus` package) scraping fake pods.
+
+CI installs it with `apt-get install -y --no-install-recommends prometheus`; without the
+binary these tests skip.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from modeldeploy.metrics import PrometheusProvider, RevisionTarget
+
+from .conftest import FakePod, free_port
+
+PROMETHEUS = shutil.which("prometheus") or ("/usr/bin/prometheus" if Path("/usr/bin/prometheus").exists() else None)
+pytestmark = [
+    pytest.mark.skipif(PROMETHEUS is None, reason="the prometheus binary is not installed "
+                                                  "(apt-get install -y --no-install-recommends prometheus)"),
+    pytest.mark.timeout(60),
+]
+
+CANARY = RevisionTarget("ml", "resnet", "resnet-canary", "resnet")
+STABLE = RevisionTarget("ml", "resnet", "resnet-stable", "resnet")
+
+
+class Setup:
+    def __init__(self, proc: subprocess.Popen[bytes], address: str, canary: FakePod, stable: FakePod) -> None:
+        self.proc, self.address, self.canary, self.stable = proc, address, canary, stable
+        self.provider = PrometheusProvider(address)
+
+    def scraped(self, revision: str, requests: int, timeout: float = 15) -> None:
+        """Wait until Prometheus has seen `requests` answered requests of the revision, and one more scrape."""
+        query = (f'sum(nv_inference_request_success{{revision="{revision}"}}) '
+                 f'+ sum(nv_inference_request_failure{{revision="{revision}"}})')
+        deadline = time.monotonic() + timeout
+        while self.provider.query(query) != requests:
+            assert time.monotonic() < deadline, f"Prometheus never saw {requests} requests of {revision}"
+            time.sleep(0.2)
+        time.sleep(1.2)
+
+
+def _config(canary: FakePod, stable: FakePod) -> str:
+    def job(pod: FakePod, revision: str) -> str:
+        return (f"  - job_name: {revision}\n    scrape_interval: 1s\n    static_configs:\n"
+                f"      - targets: ['{pod.endpoint}']\n"
+                f"        labels: {{namespace: ml, revision: {revision}, pod: {revision}-0}}\n")
+    return ("global: {scrape_interval: 1s, evaluation_interval: 1s}\nscrape_configs:\n"
+            + job(canary, CANARY.revision) + job(stable, STABLE.revision))
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+    canary, stable = FakePod("127.0.0.2"), FakePod("127.0.0.3")
+    # Series must exist before the traffic: increase() ignores a series' first value.
+    canary.serve("resnet", ok=1, failed=1)
+    stable.serve("resnet", ok=1, failed=1)
+    work = tmp_path_factory.mktemp("prometheus")
+    (work / "prometheus.yml").write_text(_config(canary, stable))
+    address = f"127.0.0.1:{free_port()}"
+    assert PROMETHEUS is not None
+    proc = subprocess.Popen(
+        [PROMETHEUS, f"--config.file={work / 'prometheus.yml'}", f"--storage.tsdb.path={work / 'data'}",
+         f"--web.listen-address={address}"],
+        stdout=subprocess.DEVNULL, stderr=(work / "prometheus.log").open("wb"))
+    setup = Setup(proc, f"http://{address}", canary, stable)
+    try:
+        deadline = time.monotonic() + 20
+        while not setup.provider.is_online():
+            assert proc.poll() is None, (work / "prometheus.log").read_text()[-2000:]
+            assert time.monotonic() < deadline, "Prometheus did not become ready"
+            time.sleep(0.2)
+        setup.scraped(CANARY.revision, 2)
+        setup.scraped(STABLE.revision, 2)
+        yield setup
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+        canary.stop()
+        stable.stop()
+
+
+def test_builtin_queries(prometheus: Setup) -> None:
+    prometheus.canary.serve("resnet", ok=270, failed=30, seconds=0.2, queue_us=900)
+    prometheus.stable.serve("resnet", ok=995, failed=5, seconds=0.004)
+    prometheus.scraped(CANARY.revision, 302)
+    prometheus.scraped(STABLE.revision, 1002)
+    canary = prometheus.provider.sample(CANARY, 30, {})
+    stable = prometheus.provider.sample(STABLE, 30, {})
+    assert canary is not None and stable is not None
+    # increase() extrapolates to the window's edges: counts are close, ratios exact.
+    assert canary.requests == pytest.approx(300, rel=0.25) and stable.requests == pytest.approx(1000, rel=0.25)
+    assert canary.failures / canary.requests == pytest.approx(0.1, abs=0.01)
+    assert stable.failures / stable.requests == pytest.approx(0.005, abs=0.002)
+    assert canary.latency_mean == pytest.approx(0.2, rel=0.05)
+    assert stable.latency_mean == pytest.approx(0.004, rel=0.05)
+    assert canary.queue_time_mean == pytest.approx(900e-6 / 270, rel=0.05)
+    assert canary.latency_p99 is not None and 0.1 < canary.latency_p99 <= 0.25
+    assert stable.latency_p99 is not None and 0.0025 < stable.latency_p99 <= 0.005
+
+
+def test_custom_queries(prometheus: Setup) -> None:
+    queries = {
+        "failures": 'sum(increase(nv_inference_request_failure{namespace="{{namespace}}",'
+                    'revision="{{revision}}"}[{{interval}}]))',
+        "named": 'count(nv_inference_request_success{model="{{name}}",pod="{{revision}}-0"}) * 7',
+        "scalar": "scalar(vector(3))",
+        "nan": "scalar(vector(0) / 0)",
+        "empty": 'nv_inference_request_success{revision="nope"}',
+        "broken": "sum(rate(",
+    }
+    sample = prometheus.provider.sample(CANARY, 30, queries)
+    assert sample is not None
+    failures = sample.custom["failures"]
+    assert failures is not None and failures == pytest.approx(30, rel=0.25)
+    assert sample.custom["named"] == 7 and sample.custom["scalar"] == 3
+    assert sample.custom["nan"] is None and sample.custom["empty"] is None and sample.custom["broken"] is None
+
+
+def test_unknown_revision_has_no_sample(prometheus: Setup) -> None:
+    missing = RevisionTarget("ml", "resnet", "resnet-unknown", "resnet")
+    assert prometheus.provider.sample(missing, 30, {}) is None
+
+
+def test_down_prometheus_is_inconclusive(prometheus: Setup) -> None:
+    # Runs last in this module: stops the shared Prometheus.
+    prometheus.proc.terminate()
+    prometheus.proc.wait(timeout=15)
+    assert not prometheus.provider.is_online()
+    assert prometheus.provider.sample(CANARY, 30, {"x": "vector(1)"}) is None
