@@ -66,3 +66,9 @@ def test_network_policies() -> None:
 
 def test_network_policy_off_by_default() -> None:
     assert by_kind(render(), "NetworkPolicy") == []
+
+
+def test_network_policy_cluster_wide_has_only_the_operators() -> None:
+    (policy,) = by_kind(render({"networkPolicy": {"enabled": True}}), "NetworkPolicy")
+    models = next(rule for rule in policy["spec"]["egress"] if _ports(rule) == {8000, 8002})
+    assert models["to"] == [{"namespaceSelector": {}, "podSelector": {"matchLabels": {MANAGED_BY_LABEL: MANAGED_BY}}}]

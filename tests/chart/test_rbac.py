@@ -4,8 +4,9 @@ Where each rule comes from (checked against the code of modeldeploy and of kopf 
 
 * modeldeployments get/list/watch/patch: kopf lists+watches them and merge-patches its finalizer
   and `modeldeploy.dev/*` annotations; the reconciler GETs them (reconciler.reconcile).
-* modeldeployments/status get/patch/update: the reconciler merge-patches status (resourceVersion-
-  guarded); get/update for status readers/writers that use GET/PUT on the subresource.
+* modeldeployments/status patch: the reconciler merge-patches status (resourceVersion-guarded).
+  Nothing GETs or PUTs the subresource (reads go to the main resource; kopf keeps its state in
+  annotations, not status), so neither get nor update is granted.
 * deployments get/list/watch/create/patch/delete: KubeClient.apply (GET, POST, merge PATCH),
   observe/delete_children (list), _delete_revision (DELETE), kopf's on.event watch.
 * services/hpas/pdbs/httproutes get/list/create/patch/delete: apply + delete_children.
@@ -28,7 +29,7 @@ Rule = tuple[str, str, frozenset[str]]
 
 NAMESPACED_RULES: set[Rule] = {
     ("serving.modeldeploy.dev", "modeldeployments", frozenset({"get", "list", "watch", "patch"})),
-    ("serving.modeldeploy.dev", "modeldeployments/status", frozenset({"get", "patch", "update"})),
+    ("serving.modeldeploy.dev", "modeldeployments/status", frozenset({"patch"})),
     ("apps", "deployments", frozenset({"get", "list", "watch", "create", "patch", "delete"})),
     ("", "services", frozenset({"get", "list", "create", "patch", "delete"})),
     ("autoscaling", "horizontalpodautoscalers", frozenset({"get", "list", "create", "patch", "delete"})),

@@ -51,7 +51,12 @@ def statuses() -> dict[str, ModelDeploymentStatus]:
     paused.phase = "Paused"
     paused.conditions = for_phase(paused.conditions, phase="Paused", reason="Paused", message="paused by intent",
                                   available=True, generation=1, now="2026-01-01T00:01:00Z")
-    return {"Pending": ModelDeploymentStatus(observed_generation=1), "Progressing": progressing,
+    # The planner never finishes in Pending (a first reconcile goes straight to Progressing), but the
+    # phase exists in the API: build it the way the planner builds every phase.
+    pending = ModelDeploymentStatus(observed_generation=1)
+    pending.conditions = for_phase([], phase="Pending", reason="Waiting", message="waiting",
+                                   available=False, generation=1, now="2026-01-01T00:00:00Z")
+    return {"Pending": pending, "Progressing": progressing,
             "Healthy": healthy, "Replacing": replacing, "RolledBack": rolled_back, "Failed": failed,
             "FailedFirstDeploy": deadline, "Paused": paused}
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from .statuses import Case, cases
+from .statuses import Case, cases, statuses
 
 
 def kstatus(obj: dict[str, Any]) -> str:
@@ -29,9 +29,7 @@ def kstatus(obj: dict[str, Any]) -> str:
         return "InProgress"
     if "Ready" in conditions and conditions["Ready"]["status"] != "True":
         return "InProgress"
-    if "Ready" not in conditions:
-        return "InProgress"  # we always write Ready; without it the operator has not reconciled yet
-    return "Current"
+    return "Current"  # kstatus: no conditions at all and an up-to-date generation count as Current
 
 
 @pytest.mark.parametrize("case", cases(), ids=lambda case: case.name)
@@ -54,6 +52,13 @@ def test_conditions_follow_kstatus_conventions(case: Case) -> None:
         assert condition["reason"] and condition["reason"][0].isupper() and " " not in condition["reason"]
         assert condition["observedGeneration"] == status["observedGeneration"]
         assert condition["lastTransitionTime"].endswith("Z")
+
+
+def test_every_status_the_planner_writes_has_the_kstatus_conditions() -> None:
+    """Without Ready/Reconciling/Stalled kstatus would call any status Current: the operator always writes them."""
+    for name, status in statuses().items():
+        types = {condition.type for condition in status.conditions}
+        assert {"Ready", "Reconciling", "Stalled"} <= types, name
 
 
 def test_argo_and_flux_agree() -> None:

@@ -40,7 +40,8 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{/*
 What the operator calls in the namespaces it serves -- exactly, nothing more (see docs/install.md):
   ModelDeployments: kopf lists/watches them and patches finalizers and its annotations; the
-  reconciler GETs them and merge-patches the status subresource.
+  reconciler GETs them (the main resource) and merge-patches the status subresource -- it never
+  GETs or PUTs /status, so `patch` is the only status verb.
   Children: get (apply reads first), list (observe, delete_children), create, merge-patch, delete.
   Deployments are also watched (kopf wakes the owner when a child Deployment changes).
   Pods: listed to classify failures and find analysis targets. ConfigMaps: smoke-test golden inputs.
@@ -52,7 +53,7 @@ What the operator calls in the namespaces it serves -- exactly, nothing more (se
   verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["serving.modeldeploy.dev"]
   resources: ["modeldeployments/status"]
-  verbs: ["get", "patch", "update"]
+  verbs: ["patch"]
 - apiGroups: ["apps"]
   resources: ["deployments"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]

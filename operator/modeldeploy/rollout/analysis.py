@@ -33,7 +33,10 @@ Error rates are tested, not compared raw (at ``CONFIDENCE`` = 99 %, one-sided)
 
 Latency, queue time and custom values
     p99 from histograms and means are already aggregates of the whole interval: they are
-    compared directly with ``min``/``max`` and with ``maxRatio`` x the stable's value.
+    compared directly with ``min``/``max`` and with ``maxRatio`` x the stable's value. A p99 of
+    fewer than ``P99_MIN_REQUESTS`` (100) requests is little more than the slowest request, so
+    below that latencyP99 is Inconclusive (for ``maxRatio``, on either side): at low traffic two
+    healthy revisions' "p99"s differ by 1.5x often, and a raw comparison rolls them back.
 
 ``fixed_threshold_verdict`` is the comparison baseline for the benchmarks: Flagger's rule
 (raw values against the thresholds, no statistics, a missing value counts as a failure).
@@ -50,6 +53,7 @@ from ..api.types import bound_value
 from .statistics import exceedance_pvalue, risk_difference_pvalue
 
 CONFIDENCE = 0.99
+P99_MIN_REQUESTS = 100
 
 
 @dataclass(frozen=True)
@@ -214,6 +218,8 @@ def _result(ctx: _CheckContext, verdict: Verdict, message: str) -> CheckResult:
 
 
 def _run_check(check: Check, canary: RevisionSample, stable: RevisionSample | None, min_samples: int) -> CheckResult:
+    if check.metric == "latencyP99":
+        min_samples = max(min_samples, P99_MIN_REQUESTS)
     ctx = _CheckContext(check, canary, stable, min_samples)
     if canary.requests < min_samples:
         return _result(ctx, "Inconclusive", f"{ctx.name}: {canary.requests} canary requests < minSamples "

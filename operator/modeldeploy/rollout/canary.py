@@ -114,7 +114,9 @@ def _analyse(builder: Builder, spec: ModelDeploymentSpec, candidate: str, hash_:
     previous = builder.status.analysis or AnalysisStatus()
     analysis = AnalysisStatus(
         passed_intervals=previous.passed_intervals + (result.verdict == "Pass"),
-        consecutive_failures=previous.consecutive_failures + 1 if result.verdict == "Fail" else 0,
+        # Inconclusive intervals (too little traffic, no metrics) neither break nor extend a failure streak.
+        consecutive_failures={"Fail": previous.consecutive_failures + 1, "Pass": 0}.get(
+            result.verdict, previous.consecutive_failures),
         last_run=builder.now, verdict=result.verdict, checks=list(result.checks))
     builder.status.analysis = analysis
     if result.verdict == "Fail" and analysis.consecutive_failures >= spec.rollout.analysis.failure_limit:

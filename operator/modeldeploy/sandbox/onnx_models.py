@@ -1,7 +1,7 @@
 """Tiny ONNX models for sandbox scenarios, built with the ``onnx`` helper API (no framework needed).
 
 - :func:`linear_model` — ``output = input @ W + b``: input "input" FP32 [-1, 4], output "output"
-  FP32 [-1, 3]; ``seed`` changes the weights (a "new model version" with the same signature);
+  FP32 [-1, 3] (a symbolic batch dim); ``seed`` changes the weights (a "new model version" with the same signature);
 - :func:`other_signature_model` — input "features" FP32 [-1, 8], output "scores" FP32 [-1, 2]:
   the canary that the signature gate must stop;
 - :func:`corrupt_model` — bytes that are not an ONNX model (fetch accepts them when the digest
@@ -35,8 +35,8 @@ def _affine(inputs: int, outputs: int, seed: int, input_name: str, output_name: 
             helper.make_node("Add", ["xw", "b"], [output_name]),
         ],
         f"affine_{inputs}x{outputs}_{seed}",
-        [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, [-1, inputs])],
-        [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, [-1, outputs])],
+        [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["batch", inputs])],
+        [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, ["batch", outputs])],
         initializer=[numpy_helper.from_array(weights, "W"), numpy_helper.from_array(bias, "b")],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="modeldeploy")
