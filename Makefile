@@ -26,6 +26,7 @@ test: lint
 crd: install
 	$(VENV)/bin/modeldeploy crd --write crds/
 	cp crds/serving.modeldeploy.dev_modeldeployments.yaml charts/modeldeploy/crds/
+	$(PY) -m modeldeploy.api.reference > docs/reference.md
 
 bench: install
 	$(PY) bench/reconcile.py

@@ -32,7 +32,7 @@ import sys
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -210,10 +210,10 @@ def _opt(value: float | None, width: int, fmt: str) -> str:
     return f"{'-':>{width}}" if value is None else f"{value:>{width}{fmt}}"
 
 
-def best_of(first: Sequence[Result], second: Sequence[Result]) -> list[Result]:
+def best_of(*runs: Sequence[Result]) -> list[Result]:
     """Per (target, model, concurrency, batch), the run with the higher throughput."""
     best: dict[tuple[str, str, int, int], Result] = {}
-    for r in [*first, *second]:
+    for r in (r for run in runs for r in run):
         key = (r.target, r.model, r.concurrency, r.batch)
         if key not in best or r.samples_per_s > best[key].samples_per_s:
             best[key] = r
@@ -601,12 +601,16 @@ async def _load(
     try:
         if warmup > 0:
             stop = time.perf_counter() + warmup
-            await asyncio.wait_for(asyncio.gather(*(worker(stop, False, sl) for sl in slots)), warmup + 60)
+            with contextlib.suppress(TimeoutError):  # a hung server shows up in the measured phase
+                await asyncio.wait_for(asyncio.gather(*(worker(stop, False, sl) for sl in slots)), warmup + 60)
         before = probe(server)  # blocking, but nothing is in flight between the two phases
         start = time.perf_counter()
         stop = start + duration
-        # Bounded: a request that never completes is cut off with the whole point.
-        await asyncio.wait_for(asyncio.gather(*(worker(stop, True, sl) for sl in slots)), duration + 60)
+        try:
+            # Bounded: requests that never complete are cut off 60 s after the end and count as errors.
+            await asyncio.wait_for(asyncio.gather(*(worker(stop, True, sl) for sl in slots)), duration + 60)
+        except TimeoutError:
+            errors += concurrency
         elapsed = time.perf_counter() - start
         after = probe(server)
     finally:
@@ -1018,7 +1022,7 @@ def trivial_server() -> Server:
 
 def start_contestants(
     stack: contextlib.ExitStack,
-    contestants: Sequence[tuple[str, Any, float]],
+    contestants: Sequence[tuple[str, Callable[[], Server], float]],
     payloads: dict[str, Payload],
     expected: dict[str, np.ndarray],
     failures: dict[str, str],
@@ -1041,14 +1045,21 @@ def start_contestants(
 
 
 def measure_interleaved(
-    live: list[Server], payloads: dict[str, Payload], args: argparse.Namespace, failures: dict[str, str]
+    live: list[Server],
+    payloads: dict[str, Payload],
+    args: argparse.Namespace,
+    failures: dict[str, str],
+    raw_at_peak: Callable[[ModelSpec], None] | None = None,
 ) -> list[Result]:
     """Each (model, concurrency) point on every server back to back, so that drifts in the shared
-    machine's background load hit all contestants alike instead of whichever ran last."""
+    machine's background load hit all contestants alike instead of whichever ran last.
+    ``raw_at_peak(spec)`` runs just before the c=MAX_BATCH points: raw ORT sampled next to them."""
     order = {server.name: i for i, server in enumerate(live)}
     results: list[Result] = []
     for spec in MODELS:
         for c in CONCURRENCIES:
+            if c == MAX_BATCH and raw_at_peak is not None:
+                raw_at_peak(spec)
             for server in list(live):
                 url = f"{server.base}/v2/models/{spec.name}/infer"
                 r = run_load(
@@ -1135,7 +1146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "request": f"batch-1, v2 REST {'binary' if args.binary else 'JSON'} tensors, keep-alive, closed loop",
         "client": f"{args.client}, 1 process, 1 connection per worker",
         "order": "all servers up; each point measured on every server back to back",
-        "raw_ort": "best of 2 runs (before and after the servers)",
+        "raw_ort": "best of 3 runs (start, next to the c=32 points, end)",
         "duration_s": args.duration,
         "warmup_s": args.warmup,
         "load_avg_at_start": os.getloadavg(),
@@ -1149,7 +1160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         s.name: ort_session(paths[s.name], args.threads).run(None, {"input": sample_input(s)})[0] for s in MODELS
     }
 
-    print("raw ONNX Runtime in-process (first of 2 runs) ...", flush=True)
+    print("raw ONNX Runtime in-process (first of 3 runs) ...", flush=True)
     raw_first = [
         r for spec in MODELS for r in bench_raw_ort(spec, paths[spec.name], args.threads, args.duration, args.warmup)
     ]
@@ -1172,7 +1183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PeerError as e:
         failures["client-ceiling"] = str(e)
 
-    contestants: list[tuple[str, Any, float]] = []
+    contestants: list[tuple[str, Callable[[], Server], float]] = []
     if not args.skip_modelserver:
         contestants.append(("modelserver", lambda: modelserver_server(paths, args.queue_delay_us, args.threads), 90))
     if not args.skip_triton:
@@ -1188,15 +1199,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     with contextlib.ExitStack() as stack:
         live = start_contestants(stack, contestants, payloads, expected, failures)
         print(f"measuring {', '.join(s.name for s in live)} interleaved, point by point ...", flush=True)
-        results += measure_interleaved(live, payloads, args, failures)
+        # The limit is the best the machine allows: raw ORT is sampled three times (start, next to the
+        # c=32 points, end) and the fastest run of each point kept, so a burst of background load
+        # during one sample doesn't flatter the servers.
+        raw_mid: list[Result] = []
 
-    # The limit is the best the machine allows: raw ORT again at the end, keep the faster of the two
-    # runs per point, so a burst of background load during one run doesn't flatter the servers.
-    print("raw ONNX Runtime in-process (second of 2 runs) ...", flush=True)
-    raw_second = [
+        def raw_at_peak(spec: ModelSpec) -> None:
+            print(f"  ort-raw      {spec.name:<4} (second of 3 runs)", flush=True)
+            raw_mid.extend(bench_raw_ort(spec, paths[spec.name], args.threads, args.duration, args.warmup))
+
+        results += measure_interleaved(live, payloads, args, failures, raw_at_peak)
+
+    print("raw ONNX Runtime in-process (third of 3 runs) ...", flush=True)
+    raw_last = [
         r for spec in MODELS for r in bench_raw_ort(spec, paths[spec.name], args.threads, args.duration, args.warmup)
     ]
-    results = best_of(raw_first, raw_second) + results
+    results = best_of(raw_first, raw_mid, raw_last) + results
 
     for label, py in (
         ("Triton venv", TRITON_VENV / "bin" / "python"),

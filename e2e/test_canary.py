@@ -83,7 +83,8 @@ def test_canary_with_a_regression_is_rolled_back(kube: KubeClient, namespace: st
     assert status["stableRevision"] == stable and status["canaryWeight"] == 0
     (rejected,) = status["rejectedRevisions"]
     assert rejected["reason"] == "AnalysisFailed" and "successRate" in rejected["message"]
-    assert condition(obj, "Stalled") == {**condition(obj, "Stalled"), "status": "True", "reason": "AnalysisFailed"}
+    stalled = condition(obj, "Stalled")
+    assert (stalled["status"], stalled["reason"]) == ("True", "AnalysisFailed")
     assert condition(obj, "Available")["status"] == "True"
     wait_for(kube, namespace, NAME, lambda _: _revision_deployments(kube, namespace) == {stable},
              "the canary's Deployment to be deleted", timeout=60)

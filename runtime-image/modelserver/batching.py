@@ -77,11 +77,15 @@ class Scheduler:
         await asyncio.gather(*self._workers, return_exceptions=True)
         self.executor.shutdown(wait=True)
 
-    async def infer(self, feeds: dict[str, Array], batch: int, outputs: list[str] | None) -> Outputs:
+    def submit(self, feeds: dict[str, Array], batch: int, outputs: list[str] | None) -> asyncio.Future[Outputs]:
+        """Queue a request; the future resolves to its outputs (or a ServingError)."""
         fut: asyncio.Future[Outputs] = asyncio.get_running_loop().create_future()
         self.stats.pending += 1
         self._queue.put_nowait(_Pending(feeds, batch, outputs, fut))
-        return await fut
+        return fut
+
+    async def infer(self, feeds: dict[str, Array], batch: int, outputs: list[str] | None) -> Outputs:
+        return await self.submit(feeds, batch, outputs)
 
     async def _next(self) -> _Pending:
         if self._held:

@@ -14,8 +14,10 @@ import asyncio
 import collections
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from functools import partial
+from typing import TYPE_CHECKING, Any, cast
 
 import httptools
 
@@ -53,7 +55,7 @@ class HttpProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.queue: collections.deque[_Request] = collections.deque()
-        self.task: asyncio.Task[None] | None = None
+        self.busy = False  # a request of this connection is waiting for its result
         self.paused = False
         self._reset()
 
@@ -90,7 +92,7 @@ class HttpProtocol(asyncio.Protocol):
     def _fail(self, status: int, message: bytes) -> None:
         """A request we cannot even parse: answer once and close (the stream is unusable)."""
         self._unannounce()
-        if self.transport is not None and not self.queue and self.task is None:
+        if self.transport is not None and not self.queue and not self.busy:
             self._write(Reply(status, jsonio.dumps({"error": message.decode("latin-1")})), keep_alive=False)
         if self.transport is not None:
             self.transport.close()
@@ -151,8 +153,8 @@ class HttpProtocol(asyncio.Protocol):
         )
         self.chunks = []
         self.queue.append(req)
-        if self.task is None:
-            self.task = asyncio.get_running_loop().create_task(self._serve())
+        if not self.busy:
+            self._advance()
         elif len(self.queue) >= _MAX_PIPELINED and self.transport is not None and not self.paused:
             self.transport.pause_reading()
             self.paused = True
@@ -167,32 +169,49 @@ class HttpProtocol(asyncio.Protocol):
             self.announced.arriving -= 1
             self.announced = None
 
-    async def _serve(self) -> None:
+    def _advance(self) -> None:
         """Answer queued requests in order (HTTP/1.1 pipelining), one at a time."""
+        while self.queue and not self.busy:
+            req = self.queue.popleft()
+            try:
+                result = self.api.handle(req.method, req.route, req.headers, req.body, req.too_large, req.t0)
+            except Exception:  # handlers answer errors themselves; this is a last resort
+                log.exception("request handler crashed")
+                result = Reply(500, b'{"error":"internal error"}')
+            if isinstance(result, Reply):
+                self._respond(req, result)
+                continue
+            fut, finish = result
+            self.busy = True
+            self.server.active += 1
+            fut.add_done_callback(partial(self._finished, req, finish))
+
+    def _finished(
+        self, req: _Request, finish: Callable[[asyncio.Future[Any]], Reply], fut: asyncio.Future[Any]
+    ) -> None:
+        self.busy = False
+        self.server.active -= 1
         try:
-            while self.queue:
-                req = self.queue.popleft()
-                self.server.active += 1
-                try:
-                    reply = await self.api.handle(req.method, req.route, req.headers, req.body, req.too_large, req.t0)
-                except Exception:  # handlers answer errors themselves; this is a last resort
-                    log.exception("request handler crashed")
-                    reply = Reply(500, b'{"error":"internal error"}')
-                finally:
-                    self.server.active -= 1
-                if self.transport is None:
-                    return
-                keep_alive = req.keep_alive and not self.server.closing
-                self._write(reply, keep_alive, head=req.method == b"HEAD")
-                if not keep_alive:
-                    self.transport.close()
-                    return
-                if self.paused and len(self.queue) < _MAX_PIPELINED // 2:
-                    self.transport.resume_reading()
-                    self.paused = False
-        finally:
-            self.task = None
-            self.server.idle.set()
+            reply = finish(fut)
+        except Exception:
+            log.exception("request handler crashed")
+            reply = Reply(500, b'{"error":"internal error"}')
+        self._respond(req, reply)
+        self.server.idle.set()
+        self._advance()
+
+    def _respond(self, req: _Request, reply: Reply) -> None:
+        if self.transport is None or self.transport.is_closing():
+            self.queue.clear()
+            return
+        keep_alive = req.keep_alive and not self.server.closing
+        self._write(reply, keep_alive, head=req.method == b"HEAD")
+        if not keep_alive:
+            self.queue.clear()
+            self.transport.close()
+        elif self.paused and len(self.queue) < _MAX_PIPELINED // 2:
+            self.transport.resume_reading()
+            self.paused = False
 
     def _write(self, reply: Reply, keep_alive: bool, head: bool = False) -> None:
         assert self.transport is not None
@@ -211,7 +230,7 @@ class HttpProtocol(asyncio.Protocol):
 
     @property
     def idle(self) -> bool:
-        return self.task is None and not self.queue
+        return not self.busy and not self.queue
 
 
 class HttpServer:

@@ -28,10 +28,11 @@ def modelserver_children() -> list[int]:
     return found
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def no_leaked_processes() -> Iterator[None]:
+    """Checked per module: module-scoped fixtures keep their pods across a module's tests."""
     yield
-    assert modelserver_children() == [], "a sandbox test leaked modelserver processes"
+    assert modelserver_children() == [], "sandbox tests leaked modelserver processes"
 
 
 @pytest.fixture()

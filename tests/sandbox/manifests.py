@@ -42,8 +42,17 @@ def create_revision(
     """The revision's Deployment and Service, as the operator would create them."""
     the_owner = owner(emulator, name)
     the_spec = spec(artifact, env, **extra)
-    deployment = render_deployment(the_spec, name=name, namespace=NS, revision=revision, spec_hash=revision,
-                                   role="stable", replicas=replicas, owner=the_owner, images=RuntimeImages())  # fmt: skip
+    deployment = render_deployment(
+        the_spec,
+        name=name,
+        namespace=NS,
+        revision=revision,
+        spec_hash=revision,
+        role="stable",
+        replicas=replicas,
+        owner=the_owner,
+        images=RuntimeImages(),
+    )
     emulator.create(render_revision_service(name=name, namespace=NS, revision=revision, role="stable", owner=the_owner))
     return emulator.create(deployment)
 

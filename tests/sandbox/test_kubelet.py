@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 from modeldeploy.sandbox.artifacts import Artifact, ArtifactServer
 from modeldeploy.sandbox.container_runner import Backoff
+from modeldeploy.sandbox.deployments import new_pod
 from modeldeploy.sandbox.emulator_server import EmulatorHandle, running_emulator, wait_until
 from modeldeploy.sandbox.kubelet import Kubelet
 
@@ -54,10 +55,19 @@ def test_a_deployment_becomes_ready_pods_running_modelserver(
     create_revision(emulator, model, "resnet-a", replicas=2)
     pods = _ready_pods(kubelet, 2)
     assert sorted(p.address for p in pods) == ["127.0.0.2", "127.0.0.3"]
-    status = wait_until(lambda: (emulator.get(DEPLOYMENTS, NS, "resnet-a") or {}).get("status", {}).get("readyReplicas") == 2
-                        and emulator.get(DEPLOYMENTS, NS, "resnet-a"))["status"]  # fmt: skip
-    assert status == {"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2, "readyReplicas": 2,
-                      "availableReplicas": 2}  # fmt: skip
+    status = wait_until(
+        lambda: (
+            (emulator.get(DEPLOYMENTS, NS, "resnet-a") or {}).get("status", {}).get("readyReplicas") == 2
+            and emulator.get(DEPLOYMENTS, NS, "resnet-a")
+        )
+    )["status"]
+    assert status == {
+        "observedGeneration": 1,
+        "replicas": 2,
+        "updatedReplicas": 2,
+        "readyReplicas": 2,
+        "availableReplicas": 2,
+    }
     (pod, *_) = emulator.list(PODS, NS)
     assert pod["metadata"]["name"].startswith("resnet-a-") and len(pod["metadata"]["name"]) == len("resnet-a-") + 5
     assert pod["metadata"]["ownerReferences"][0]["kind"] == "Deployment"
@@ -130,8 +140,10 @@ def test_a_crashing_server_restarts_with_backoff_and_shows_crash_loop_back_off(
     (pod,) = emulator.list(PODS, NS)
     label = f"pod={pod['metadata']['name']}_{NS}({pod['metadata']['uid']})"
     # 0.5 s after the first crash, then doubled up to the cap of 1 s.
-    assert seen_waiting[:2] == [f"back-off 0.5s restarting failed container=server {label}",
-                                f"back-off 1s restarting failed container=server {label}"]  # fmt: skip
+    assert seen_waiting[:2] == [
+        f"back-off 0.5s restarting failed container=server {label}",
+        f"back-off 1s restarting failed container=server {label}",
+    ]
     assert pod["status"]["phase"] == "Running"  # a crash-looping pod is still Running, and not Ready
     assert next(c for c in pod["status"]["conditions"] if c["type"] == "Ready")["status"] == "False"
 
@@ -162,13 +174,18 @@ def test_a_failing_init_container_reports_its_exit_code_and_message(
 
 def test_a_gpu_pod_stays_pending_unschedulable(emulator: EmulatorHandle, kubelet: Kubelet, model: Artifact) -> None:
     create_revision(emulator, model, "resnet-a", resources={"gpu": {"count": 2}})
-    (status,) = wait_until(lambda: [s for s in pod_status(emulator, "resnet-a") if s.get("conditions")],
-                           message="a scheduling verdict")  # fmt: skip
+    (status,) = wait_until(
+        lambda: [s for s in pod_status(emulator, "resnet-a") if s.get("conditions")], message="a scheduling verdict"
+    )
     assert status["phase"] == "Pending"
     assert status["conditions"][0] | {"lastTransitionTime": None} == {
-        "type": "PodScheduled", "status": "False", "reason": "Unschedulable", "lastProbeTime": None,
-        "lastTransitionTime": None, "message": "0/1 nodes are available: 1 Insufficient nvidia.com/gpu.",
-    }  # fmt: skip
+        "type": "PodScheduled",
+        "status": "False",
+        "reason": "Unschedulable",
+        "lastProbeTime": None,
+        "lastTransitionTime": None,
+        "message": "0/1 nodes are available: 1 Insufficient nvidia.com/gpu.",
+    }
     assert kubelet.pods() == []
 
 
@@ -189,3 +206,32 @@ def test_the_sandbox_node_is_registered_without_gpus(emulator: EmulatorHandle, k
     allocatable = node["status"]["allocatable"]
     assert "cpu" in allocatable and "memory" in allocatable and "nvidia.com/gpu" not in allocatable
     assert node["status"]["conditions"][0]["type"] == "Ready"
+
+
+def test_real_api_mode_runs_bound_pods_and_finishes_their_deletion(emulator: EmulatorHandle, model: Artifact) -> None:
+    """expand_deployments=False, as far as the emulator allows: it has no ``pods/binding`` subresource, so
+    the pod is created already bound; a finalizer stands in for the API server's graceful deletion."""
+    with Kubelet(emulator.url, expand_deployments=False, grace_seconds=3.0) as kubelet:
+        deployment = create_revision(emulator, model, "resnet-a")
+        time.sleep(0.5)
+        assert emulator.list(PODS, NS) == []  # pods are kube-controller-manager's job in this mode
+        pod = new_pod(deployment)
+        pod["metadata"].update(name="resnet-a-bound", finalizers=["sandbox.test/hold"])
+        pod["spec"]["nodeName"] = "modeldeploy-sandbox"
+        emulator.create(pod)
+        (running,) = _ready_pods(kubelet, 1)
+        emulator.delete(PODS, NS, "resnet-a-bound")  # → deletionTimestamp, held by the finalizer
+        wait_until(lambda: not any(map(_alive, running.pids)), timeout=10, message="processes stopped")
+        wait_until(lambda: kubelet.addresses.taken() == set(), message="address released")
+        emulator.patch(PODS, NS, "resnet-a-bound", {"metadata": {"finalizers": None}})
+        assert emulator.get(PODS, NS, "resnet-a-bound") is None
+
+        gpu = new_pod(deployment)
+        gpu["metadata"]["name"] = "resnet-a-gpu"
+        gpu["spec"]["containers"][0]["resources"] = {"limits": {"nvidia.com/gpu": "1"}}
+        emulator.create(gpu)
+        wait_until(
+            lambda: (emulator.get(PODS, NS, "resnet-a-gpu") or {}).get("status", {}).get("phase") == "Pending",
+            message="an Unschedulable verdict",
+        )
+        assert not kubelet.errors

@@ -28,8 +28,12 @@ def two_revisions() -> Iterator[EmulatorHandle]:
 
 def _route(emulator: EmulatorHandle, weights: dict[str, int]) -> None:
     refs = [{"name": name, "port": 8000, "weight": weight} for name, weight in weights.items()]
-    body = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
-            "metadata": {"name": "resnet", "namespace": NS}, "spec": {"rules": [{"backendRefs": refs}]}}  # fmt: skip
+    body = {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": "resnet", "namespace": NS},
+        "spec": {"rules": [{"backendRefs": refs}]},
+    }
     if emulator.get(ROUTES, NS, "resnet") is None:
         emulator.create(body)
     else:

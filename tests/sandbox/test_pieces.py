@@ -24,8 +24,12 @@ def test_backoff_doubles_from_the_base_up_to_the_cap() -> None:
 def test_fetch_and_serve_become_modelserver_processes_with_mapped_paths(tmp_path: Path) -> None:
     volumes = {"model-repository": tmp_path / "volumes/model-repository", "tmp": tmp_path / "volumes/tmp"}
     mounts = [{"name": "model-repository", "mountPath": "/models"}, {"name": "tmp", "mountPath": "/tmp"}]
-    fetch = {"name": "fetch", "args": ["fetch", "http://127.0.0.1:1/m.onnx", "--into", "/models", "--model", "m"],
-             "volumeMounts": mounts, "terminationMessagePolicy": "FallbackToLogsOnError"}  # fmt: skip
+    fetch = {
+        "name": "fetch",
+        "args": ["fetch", "http://127.0.0.1:1/m.onnx", "--into", "/models", "--model", "m"],
+        "volumeMounts": mounts,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
     launch = plan_launch(fetch, volumes=volumes, address="127.0.0.7", pod_dir=tmp_path, attempt=1)
     assert launch.argv[:4] == (sys.executable, "-m", "modelserver", "fetch")
     assert launch.argv[6] == str(tmp_path / "volumes/model-repository")
@@ -33,16 +37,21 @@ def test_fetch_and_serve_become_modelserver_processes_with_mapped_paths(tmp_path
     assert launch.env["TMPDIR"] == str(tmp_path / "volumes/tmp")
     assert launch.message_policy == "FallbackToLogsOnError"
 
-    serve = {"name": "server", "args": ["serve", "--model-repository=/models/x"], "volumeMounts": mounts,
-             "env": [{"name": "MODELSERVER_FAULT_LATENCY_MS", "value": "5"}, {"name": "S", "valueFrom": {}}]}  # fmt: skip
+    serve = {
+        "name": "server",
+        "args": ["serve", "--model-repository=/models/x"],
+        "volumeMounts": mounts,
+        "env": [{"name": "MODELSERVER_FAULT_LATENCY_MS", "value": "5"}, {"name": "S", "valueFrom": {}}],
+    }
     launch = plan_launch(serve, volumes=volumes, address="127.0.0.7", pod_dir=tmp_path, attempt=2)
     assert launch.argv[4:] == (f"--model-repository={tmp_path}/volumes/model-repository/x", "--host", "127.0.0.7")
     assert launch.env["MODELSERVER_FAULT_LATENCY_MS"] == "5" and "S" not in launch.env
     assert not any(key.startswith("PYTEST") for key in launch.env)  # nothing of this process leaks in
 
     with pytest.raises(UnsupportedContainer, match="tritonserver"):
-        plan_launch({"name": "server", "command": ["tritonserver"]}, volumes={}, address="a", pod_dir=tmp_path,
-                    attempt=1)  # fmt: skip
+        plan_launch(
+            {"name": "server", "command": ["tritonserver"]}, volumes={}, address="a", pod_dir=tmp_path, attempt=1
+        )
 
 
 def test_the_scheduler_names_what_does_not_fit() -> None:
@@ -53,17 +62,28 @@ def test_the_scheduler_names_what_does_not_fit() -> None:
     assert unschedulable_message(big, node, [big]) == (
         "0/1 nodes are available: 1 Insufficient cpu, 1 Insufficient nvidia.com/gpu."
     )
-    small = {"initContainers": [{"resources": {"requests": {"memory": "1Gi"}}}],
-             "containers": [{"resources": {"requests": {"cpu": "500m", "memory": "512Mi"}}}]}  # fmt: skip
+    small = {
+        "initContainers": [{"resources": {"requests": {"memory": "1Gi"}}}],
+        "containers": [{"resources": {"requests": {"cpu": "500m", "memory": "512Mi"}}}],
+    }
     assert unschedulable_message(small, node, [small, small]) is None
     assert pod_requests(small) == {"cpu": 0.5, "memory": 2.0**30}
     product = {"nodeSelector": {"nvidia.com/gpu.product": "A100"}, **gpu}
     assert unschedulable_message(product, node) == (
         "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector."
     )
-    affinity = {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-        {"matchExpressions": [{"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]}]}]}}},
-        "containers": [{}]}  # fmt: skip
+    affinity = {
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]}]}
+                    ]
+                }
+            }
+        },
+        "containers": [{}],
+    }
     assert unschedulable_message(affinity, node) is None
 
 
@@ -104,8 +124,13 @@ def test_the_deployment_controller_scales_surges_and_reports() -> None:
     b["metadata"]["ready"] = False
     assert plan_scale(_deployment(1), [b, a], _ready).delete == ["b"]  # ... but an unready one before it
     assert deployment_status(deployment, [a, b], _ready) == {
-        "observedGeneration": 3, "replicas": 2, "updatedReplicas": 2, "readyReplicas": 1, "availableReplicas": 1,
-        "unavailableReplicas": 1}  # fmt: skip
+        "observedGeneration": 3,
+        "replicas": 2,
+        "updatedReplicas": 2,
+        "readyReplicas": 1,
+        "availableReplicas": 1,
+        "unavailableReplicas": 1,
+    }
 
     changed = _deployment(2, image="b")  # a template change: new pods first, old ones once they are ready
     plan = plan_scale(changed, [a, b], _ready)

@@ -210,8 +210,10 @@ class Kubelet:
         now = time.time()
         pods = self.kube.list("v1", "Pod", self.namespace, SELECTOR)
         live = {_uid(p): p for p in pods if not _deleting(p)}
+        found: list[dict[str, Any]] = []
         if self.expand_deployments:
-            self._sync_deployments(list(live.values()))
+            found = self._deployments()
+            self._sync_deployments(found, list(live.values()))
         for pod in live.values():
             self._admit(pod, now)
         for uid in [uid for uid in self._runners if uid not in live]:
@@ -232,7 +234,7 @@ class Kubelet:
             if now - self._last_heartbeat >= HEARTBEAT_S:
                 self.register_node()
         if self.expand_deployments:
-            self._write_deployment_statuses(list(live.values()))
+            self._write_deployment_statuses(found, list(live.values()))
 
     def _grace_of(self, runner: PodRunner) -> float:
         wanted = runner.spec.get("terminationGracePeriodSeconds")
@@ -358,8 +360,7 @@ class Kubelet:
     def _deployments(self) -> list[dict[str, Any]]:
         return [d for d in self.kube.list("apps/v1", "Deployment", self.namespace, SELECTOR) if not _deleting(d)]
 
-    def _sync_deployments(self, pods: list[dict[str, Any]]) -> None:
-        found = self._deployments()
+    def _sync_deployments(self, found: list[dict[str, Any]], pods: list[dict[str, Any]]) -> None:
         uids = {_uid(d) for d in found}
         for deployment in found:
             owned = [p for p in pods if deployments.owned_by(p, _uid(deployment))]
@@ -374,8 +375,9 @@ class Kubelet:
             if any(r.get("kind") == "Deployment" for r in refs) and not any(r.get("uid") in uids for r in refs):
                 self.kube.delete("v1", "Pod", pod["metadata"]["namespace"], pod["metadata"]["name"])
 
-    def _write_deployment_statuses(self, pods: list[dict[str, Any]]) -> None:
-        for deployment in self._deployments():
+    def _write_deployment_statuses(self, found: list[dict[str, Any]], pods: list[dict[str, Any]]) -> None:
+        # ``found`` was listed at the start of this pass: its status is what the API has now.
+        for deployment in found:
             owned = [p for p in pods if deployments.owned_by(p, _uid(deployment))]
             status = deployments.deployment_status(deployment, owned, self._ready)
             if status != (deployment.get("status") or {}):

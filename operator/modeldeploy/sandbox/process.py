@@ -167,13 +167,17 @@ class ContainerProcess:
 
     def poll(self) -> int | None:
         """The container's exit code once it exited (128+N for signal N, as runtimes report), else None."""
-        code = self.popen.poll()
-        if code is None:
-            return None
+        if self.popen.returncode is None:
+            try:  # peek without reaping: while the leader is a zombie, its group id cannot be reused
+                if os.waitid(os.P_PID, self.popen.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
+                    return None
+                self.signal(signal.SIGKILL)  # anything it left behind in its group goes with it
+            except ChildProcessError:
+                pass  # already reaped: Popen knows the code
+        code = self.popen.wait()
         if self.finished_at is None:
             self.finished_at = time.time()
             self._log.close()
-            self.signal(signal.SIGKILL)  # anything it left behind in its group goes with it
         return 128 - code if code < 0 else code
 
     def signal(self, signum: int) -> None:
@@ -182,9 +186,10 @@ class ContainerProcess:
 
     def wait(self, timeout: float) -> int | None:
         """Wait up to ``timeout`` seconds for the exit; the exit code or None."""
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.popen.wait(timeout)
-        return self.poll()
+        deadline = time.monotonic() + timeout
+        while (code := self.poll()) is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return code
 
     def kill_and_reap(self, grace: float) -> int:
         """SIGTERM, then SIGKILL after ``grace`` seconds; always reaps."""
@@ -192,9 +197,9 @@ class ContainerProcess:
             self.signal(signal.SIGTERM)
             if self.wait(grace) is None:
                 self.signal(signal.SIGKILL)
-                self.popen.wait(10)
-        code = self.poll()
-        assert code is not None
+        code = self.wait(10)
+        if code is None:  # unkillable (uninterruptible sleep): give up rather than hang the caller
+            raise RuntimeError(f"container {self.launch.name} (pid {self.popen.pid}) survived SIGKILL")
         return code
 
     def message(self, exit_code: int) -> str:
