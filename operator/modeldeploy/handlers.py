@@ -112,6 +112,12 @@ async def wake_on_deployment(namespace: str | None, labels: kopf.Labels, **_: An
     _wake(namespace, labels.get(NAME_LABEL))
 
 
+@kopf.on.event("", "v1", "pods", labels={MANAGED_BY_LABEL: MANAGED_BY})
+async def wake_on_pod(namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
+    # Pod failures (a digest mismatch, a crash) show on pods before their Deployment changes.
+    _wake(namespace, labels.get(NAME_LABEL))
+
+
 @kopf.on.delete(GROUP, VERSION, PLURAL)
 async def delete_children(namespace: str | None, name: str, **_: Any) -> None:
     assert namespace is not None

@@ -79,6 +79,9 @@ def pod_state(obj: dict[str, Any]) -> PodState:
         unschedulable_message=unschedulable,
         containers=containers,
         address=status.get("podIP"),
+        requests_gpu=any(name.startswith("nvidia.com/")
+                         for container in (obj.get("spec") or {}).get("containers") or []
+                         for name in ((container.get("resources") or {}).get("limits") or {})),
     )
 
 

@@ -37,8 +37,9 @@ class _Pending:
         self.future = future
         self.enqueued = time.perf_counter_ns()
 
-    def key(self) -> tuple[tuple[str, str, tuple[int, ...]], ...]:
-        return tuple((n, str(a.dtype), a.shape[1:]) for n, a in self.feeds.items())
+    def key(self) -> tuple[tuple[str, np.dtype[Any], tuple[int, ...]], ...]:
+        """What must agree for two requests to share a batch (non-batch dims and dtypes)."""
+        return tuple((n, a.dtype, a.shape[1:]) for n, a in self.feeds.items())
 
 
 class Scheduler:
@@ -67,6 +68,8 @@ class Scheduler:
         # Requests whose body is still being received/decoded; the front ends keep it up to date.
         self.arriving = 0
         self._last_group = 1
+        self._last_arrival = 0
+        self._gap_ns = 1_000_000_000
 
     def start(self) -> None:
         self._workers = [asyncio.create_task(self._work()) for _ in range(self.instances)]
@@ -81,7 +84,12 @@ class Scheduler:
         """Queue a request; the future resolves to its outputs (or a ServingError)."""
         fut: asyncio.Future[Outputs] = asyncio.get_running_loop().create_future()
         self.stats.pending += 1
-        self._queue.put_nowait(_Pending(feeds, batch, outputs, fut))
+        pending = _Pending(feeds, batch, outputs, fut)
+        # Smoothed inter-arrival gap (capped so one idle pause does not dominate it).
+        gap = min(pending.enqueued - self._last_arrival, 1_000_000_000)
+        self._gap_ns = (3 * self._gap_ns + gap) // 4
+        self._last_arrival = pending.enqueued
+        self._queue.put_nowait(pending)
         return fut
 
     async def infer(self, feeds: dict[str, Array], batch: int, outputs: list[str] | None) -> Outputs:
@@ -93,34 +101,40 @@ class Scheduler:
         return await self._queue.get()
 
     async def _gather(self, first: _Pending) -> list[_Pending]:
-        group, size, key = [first], first.batch, first.key()
+        group, size = [first], first.batch
+        key: tuple[Any, ...] | None = None  # computed only once a second request shows up
         deadline = first.enqueued + int(self.delay_s * 1e9)
         idle_turns = 0
         while size < self.target:
             try:
                 item = self._queue.get_nowait()
             except asyncio.QueueEmpty:
-                if time.perf_counter_ns() >= deadline:
+                now = time.perf_counter_ns()
+                if now >= deadline:
                     break
-                # Waiting only pays off if a request is on its way. One still being received
-                # (``arriving``) is worth a timed wait; otherwise, if the last batch showed
-                # concurrent clients, give the loop two turns to dispatch requests whose bytes
-                # are already on the sockets, then go. Unlike
-                # Triton we do not sit out the whole delay for nothing: at concurrency 1 it
-                # would only add latency (and epoll rounds sub-ms timeouts up to 1 ms).
-                if self.arriving > 0:
-                    remaining = (deadline - time.perf_counter_ns()) / 1e9
-                    try:
-                        item = await asyncio.wait_for(self._queue.get(), remaining)
-                    except TimeoutError:
-                        break
-                elif idle_turns < 2 and self._last_group > 1:
+                # Waiting only pays off if a request is on its way, so unlike Triton we do not
+                # always sit out the whole delay (at concurrency 1 that only adds latency):
+                # 1. after a batch that showed concurrent clients, give the loop two turns to
+                #    dispatch requests whose bytes are already on the sockets (cheap, precise);
+                # 2. wait (up to the deadline) while a request is still being received, or for
+                #    about two inter-arrival gaps when requests usually come faster than that.
+                if idle_turns < 2 and self._last_group > 1:
                     idle_turns += 1
                     await asyncio.sleep(0)
                     continue
+                if self.arriving > 0:
+                    wait_ns = deadline - now
+                elif self._gap_ns < deadline - now:
+                    wait_ns = min(deadline - now, 2 * self._gap_ns)
                 else:
                     break
+                try:
+                    item = await asyncio.wait_for(self._queue.get(), wait_ns / 1e9)
+                except TimeoutError:
+                    break
             idle_turns = 0
+            if key is None:
+                key = first.key()
             if size + item.batch > self.session.max_batch_size or item.key() != key:
                 self._held.append(item)
                 break

@@ -26,6 +26,7 @@ from modelserver.rest import NO_ROUTE, Reply, RestApi, Route, route
 
 if TYPE_CHECKING:
     from modelserver.batching import Scheduler
+    from modelserver.models import LoadedModel
 
 log = logging.getLogger("modelserver.http")
 
@@ -33,6 +34,7 @@ _REASONS = {
     100: b"Continue", 200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method Not Allowed",
     413: b"Payload Too Large", 500: b"Internal Server Error", 503: b"Service Unavailable",
 }  # fmt: skip
+_USED_HEADERS = frozenset({b"content-length", b"content-encoding", b"expect", b"inference-header-content-length"})
 _MAX_HEAD = 64 * 1024  # request line + headers; the body has its own limit
 _MAX_PIPELINED = 16  # stop reading from a client that queues more requests than this
 
@@ -46,6 +48,7 @@ class _Request:
     too_large: bool
     keep_alive: bool
     t0: int
+    model: LoadedModel | None
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -62,11 +65,13 @@ class HttpProtocol(asyncio.Protocol):
     def _reset(self) -> None:
         self.url = b""
         self.route = NO_ROUTE
+        self.model: LoadedModel | None = None  # resolved at headers time for infer requests
         self.headers: dict[bytes, bytes] = {}
         self.chunks: list[bytes] = []
         self.size = 0
         self.head_size = 0
         self.too_large = False
+        self.rejected = False  # answered early (413); ignore the rest of this message
         self.t0 = 0
         self.announced: Scheduler | None = None  # told that this infer request is arriving
 
@@ -110,8 +115,10 @@ class HttpProtocol(asyncio.Protocol):
             raise ValueError("request line too long")  # httptools turns it into a parser error
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers[name.lower()] = value
         self.head_size += len(name) + len(value)
+        key = name.lower()
+        if key in _USED_HEADERS:  # the parser itself handles framing and keep-alive
+            self.headers[key] = value
         if self.head_size > _MAX_HEAD:
             raise ValueError("request headers too large")
 
@@ -122,12 +129,22 @@ class HttpProtocol(asyncio.Protocol):
         elif self.headers.get(b"expect", b"").lower() == b"100-continue" and self.transport is not None:
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         self.route = route(self._path())
-        if self.route.kind == "infer" and self.parser.get_method() == b"POST":
+        is_infer = self.route.kind == "infer" and self.parser.get_method() == b"POST"
+        if is_infer:
+            self.model = self.api.lookup(self.route)
+        if self.too_large and not self.busy and not self.queue and self.transport is not None:
+            # Declared too large and nothing pending on this connection: answer 413 now rather
+            # than after the whole body. The body is still drained (and dropped) before closing,
+            # so clients that send it anyway read the 413 instead of a connection reset.
+            reply = self.api.handle(self.parser.get_method(), self.route, self.headers, b"", True, self.t0, self.model)
+            if isinstance(reply, Reply):
+                self.rejected = True
+                self._write(reply, keep_alive=False)
+                return
+        if is_infer and self.model is not None:
             # Let the batcher know a request is on its way while its body is still arriving.
-            model = self.api.lookup(self.route)
-            if model is not None:
-                self.announced = model.scheduler
-                model.scheduler.arriving += 1
+            self.announced = self.model.scheduler
+            self.model.scheduler.arriving += 1
 
     def on_body(self, body: bytes) -> None:
         if self.too_large:
@@ -141,6 +158,10 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         self._unannounce()
+        if self.rejected:
+            if self.transport is not None:
+                self.transport.close()
+            return
         body = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
         req = _Request(
             self.parser.get_method(),
@@ -150,6 +171,7 @@ class HttpProtocol(asyncio.Protocol):
             self.too_large,
             self.parser.should_keep_alive() and not self.too_large,
             self.t0,
+            self.model,
         )
         self.chunks = []
         self.queue.append(req)
@@ -174,7 +196,7 @@ class HttpProtocol(asyncio.Protocol):
         while self.queue and not self.busy:
             req = self.queue.popleft()
             try:
-                result = self.api.handle(req.method, req.route, req.headers, req.body, req.too_large, req.t0)
+                result = self.api.handle(req.method, req.route, req.headers, req.body, req.too_large, req.t0, req.model)
             except Exception:  # handlers answer errors themselves; this is a last resort
                 log.exception("request handler crashed")
                 result = Reply(500, b'{"error":"internal error"}')

@@ -108,13 +108,23 @@ class RestApi:
             return None
 
     def handle(
-        self, method: bytes, r: Route, headers: dict[bytes, bytes], body: bytes, too_large: bool, t0: int
+        self,
+        method: bytes,
+        r: Route,
+        headers: dict[bytes, bytes],
+        body: bytes,
+        too_large: bool,
+        t0: int,
+        model: LoadedModel | None = None,
     ) -> Reply | Pending:
-        """A reply now, or (future, finish): call ``finish(future)`` once the future is done."""
+        """A reply now, or (future, finish): call ``finish(future)`` once the future is done.
+
+        ``model`` may carry the infer target already resolved while the headers arrived.
+        """
         if r.kind == "infer":
             if method != b"POST":
                 return METHOD_NOT_ALLOWED
-            return self.infer(r, headers, body, too_large, t0)
+            return self.infer(r, headers, body, too_large, t0, model)
         if r.kind == "none":
             return NOT_FOUND
         if method not in (b"GET", b"HEAD"):
@@ -136,16 +146,25 @@ class RestApi:
         except ServingError as exc:
             return _error(exc)
 
-    def infer(self, r: Route, headers: dict[bytes, bytes], body: bytes, too_large: bool, t0: int) -> Reply | Pending:
+    def infer(
+        self,
+        r: Route,
+        headers: dict[bytes, bytes],
+        body: bytes,
+        too_large: bool,
+        t0: int,
+        model: LoadedModel | None = None,
+    ) -> Reply | Pending:
         """Decode and queue synchronously; the reply is built when the batch's result arrives.
 
         No coroutine or task per request: that saves a few event-loop turns on the hot path.
         """
-        try:
-            model = self.manager.resolve(r.model, r.version)
-        except ServingError as exc:
-            # Unknown models are not counted: their names would become unbounded label values.
-            return _error(exc)
+        if model is None:
+            try:
+                model = self.manager.resolve(r.model, r.version)
+            except ServingError as exc:
+                # Unknown models are not counted: their names would become unbounded label values.
+                return _error(exc)
         try:
             if too_large:
                 raise RequestTooLarge(f"request body exceeds {self.max_request_bytes} bytes")

@@ -8,6 +8,7 @@ import math
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import pytest
@@ -48,7 +49,7 @@ def test_summarize_rates_and_latency_units(rt: ModuleType) -> None:
     assert r.p50_ms == pytest.approx(2.0)
 
 
-def _res(rt: ModuleType, target: str, model: str, c: int, rps: float, p50_s: float, batch: int = 1) -> object:
+def _res(rt: ModuleType, target: str, model: str, c: int, rps: float, p50_s: float, batch: int = 1) -> Any:
     # duration 1 s: req/s == number of latencies
     return rt.summarize(target, model, c, batch, [p50_s] * int(rps), 0, 1.0)
 

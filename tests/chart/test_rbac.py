@@ -35,7 +35,7 @@ NAMESPACED_RULES: set[Rule] = {
     ("autoscaling", "horizontalpodautoscalers", frozenset({"get", "list", "create", "patch", "delete"})),
     ("policy", "poddisruptionbudgets", frozenset({"get", "list", "create", "patch", "delete"})),
     ("gateway.networking.k8s.io", "httproutes", frozenset({"get", "list", "create", "patch", "delete"})),
-    ("", "pods", frozenset({"get", "list"})),
+    ("", "pods", frozenset({"get", "list", "watch"})),
     ("", "configmaps", frozenset({"get"})),
     ("", "events", frozenset({"create"})),
 }

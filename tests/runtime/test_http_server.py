@@ -6,6 +6,7 @@ import json
 import socket
 
 from .conftest import RunningServer
+from .test_batching_metrics import sample, scrape
 
 GOOD = json.dumps({"inputs": [{"name": "X", "datatype": "FP32", "shape": [2, 3], "data": [1, 2, 3, 4, 5, 6]}]}).encode()
 
@@ -116,3 +117,18 @@ def test_http_1_0_closes_after_the_response(server: RunningServer) -> None:
         status, headers, _ = read_response(s, buf)
         assert status == 200 and headers.get("connection") == "close"
         assert s.recv(10) == b""
+
+
+def test_oversized_declared_body_is_refused_before_it_is_sent(server: RunningServer) -> None:
+    before = scrape(server)
+    with connect(server) as s:
+        # Only the head is sent: the 413 must come without waiting for 2 MiB of body.
+        s.sendall(b"POST /v2/models/fixed/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 2097152\r\n\r\n" + b"x" * 100)
+        buf = bytearray()
+        status, headers, body = read_response(s, buf)
+        assert status == 413 and headers.get("connection") == "close"
+        assert b"exceeds" in body
+    after = scrape(server)
+    lbl = {"model": "fixed", "version": "1", "reason": "REJECTED"}
+    fail = "nv_inference_request_failure"
+    assert sample(after, fail, **lbl) - sample(before, fail, **lbl) == 1  # counted once

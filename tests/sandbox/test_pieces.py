@@ -168,3 +168,14 @@ def test_generated_models_have_the_expected_signatures() -> None:
     with pytest.raises(Exception):  # noqa: B017 - onnx raises protobuf's DecodeError
         onnx.load_from_string(corrupt_model())
     assert sha256_digest(b"") == "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
+def test_the_crash_fault_is_parsed_but_armed_only_from_the_process_environment() -> None:
+    import threading
+
+    from modelserver.faults import Faults
+
+    before = threading.active_count()
+    faults = Faults.from_env({"MODELSERVER_FAULT_CRASH_AFTER_S": "0.5"})
+    assert faults.crash_after_s == 0.5 and not faults.active
+    assert threading.active_count() == before  # no timer: this test process must live on

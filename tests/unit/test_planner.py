@@ -36,10 +36,12 @@ def test_first_deploy_creates_the_revision_and_points_everything_at_it() -> None
     assert result.status.revisions[0].spec_hash == hash_
 
 
-def test_first_deploy_becomes_healthy_when_a_pod_is_ready() -> None:
+def test_first_deploy_becomes_healthy_when_every_wanted_pod_is_ready() -> None:
     model = spec()
     first = plan(observed(model))
-    result = plan(observed(model, first.status, [deployment(model, ready=1)], seconds=10))
+    half = plan(observed(model, first.status, [deployment(model, replicas=2, ready=1)], seconds=5))
+    assert half.status.phase == "Progressing"
+    result = plan(observed(model, half.status, [deployment(model, replicas=2, ready=2)], seconds=10))
     name, _ = revision_of(model)
     assert result.status.phase == "Healthy" and result.status.stable_revision == name
     assert condition(result.status, "Ready") == ("True", "Serving")
@@ -60,7 +62,7 @@ def test_a_new_revision_is_readied_beside_the_stable_then_promoted() -> None:
     old, new = spec(), spec(uri="https://models.example/resnet/2/model.onnx")
     old_name, _ = revision_of(old)
     new_name, _ = revision_of(new)
-    healthy = plan(observed(old, None, [deployment(old, replicas=3, ready=1)])).status
+    healthy = plan(observed(old, None, [deployment(old, replicas=3, ready=3)])).status
     assert healthy.stable_revision == old_name
     waiting = plan(observed(new, healthy, [deployment(old, replicas=3, ready=3)], seconds=1))
     assert waiting.status.phase == "Progressing" and waiting.status.canary_revision == new_name
@@ -163,3 +165,23 @@ def test_crash_loop_and_model_load_and_oom_are_told_apart() -> None:
     assert crash and crash.reason == "CrashLoop" and crash.fatal
     assert pull and pull.reason == "ImagePull" and pull.fatal
     assert classify([pod(ready=True)]) is None
+
+
+def test_unschedulable_on_a_gpu_product_selector_is_insufficient_gpu() -> None:
+    from modeldeploy.rollout.failures import classify
+
+    message = "0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector."
+    gpu_pod = PodState(name="p", revision="r", unschedulable_message=message, requests_gpu=True)
+    cpu_pod = PodState(name="p", revision="r", unschedulable_message=message, requests_gpu=False)
+    assert (failure := classify([gpu_pod])) is not None and failure.reason == "InsufficientGPU"
+    assert (failure := classify([cpu_pod])) is not None and failure.reason == "Unschedulable"
+
+
+def test_modelserver_and_onnxruntime_load_errors_are_model_load_failures() -> None:
+    from modeldeploy.rollout.failures import classify
+
+    for text in ("modelserver: error: model m version 1: load failed (MODELSERVER_FAULT_LOAD_FAIL)",
+                 "[ONNXRuntimeError] : 7 : INVALID_PROTOBUF : Load model from /models/m/1/model.onnx failed"):
+        server = ContainerState(name="server", terminated_exit_code=1, terminated_message=text)
+        failure = classify([PodState(name="p", revision="r", containers=(server,))])
+        assert failure is not None and failure.reason == "ModelLoadFailed" and failure.fatal

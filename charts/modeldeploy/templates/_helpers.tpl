@@ -71,7 +71,7 @@ What the operator calls in the namespaces it serves -- exactly, nothing more (se
   verbs: ["get", "list", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list"]
+  verbs: ["get", "list", "watch"]
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["get"]

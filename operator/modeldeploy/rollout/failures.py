@@ -15,7 +15,9 @@ DIGEST_MISMATCH_EXIT_CODE = 3
 MODEL_LOAD_EXIT_CODE = 4
 CRASH_LOOP_RESTARTS = 3
 IMAGE_PULL_REASONS = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
-MODEL_LOAD_MARKERS = ("failed to load", "model load", "modelloadfailed", "poll failed for model")
+# modelserver: "load failed", ONNX Runtime: "Load model from X failed"; Triton: "failed to load", "poll failed".
+MODEL_LOAD_MARKERS = ("failed to load", "load failed", "model load", "load model from", "modelloadfailed",
+                      "poll failed for model")
 
 
 def _text(*parts: str | None) -> str:
@@ -57,7 +59,9 @@ def classify(pods: list[PodState]) -> Failure | None:
     found: list[Failure] = []
     for pod in pods:
         if pod.unschedulable_message:
-            gpu = "nvidia.com/" in pod.unschedulable_message
+            # With a GPU product selector the scheduler names the selector, not the GPU resource.
+            gpu = "nvidia.com/" in pod.unschedulable_message or (
+                pod.requests_gpu and "affinity/selector" in pod.unschedulable_message)
             found.append(Failure("InsufficientGPU" if gpu else "Unschedulable",
                                  f"pod {pod.name} unschedulable: {pod.unschedulable_message}", False))
         for container in pod.containers:

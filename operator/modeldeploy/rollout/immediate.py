@@ -36,7 +36,9 @@ def first_deploy(builder: Builder, spec: ModelDeploymentSpec, candidate: str, ha
     progress = builder.progress(candidate)
     builder.set_revision_state(candidate, hash_, "Pending", spec.model.digest)
     builder.serve_stable(candidate, hash_, render=True)
-    if ready(observed, candidate, 1):
+    state = observed.deployments.get(candidate)
+    wanted = state.replicas if state and state.replicas is not None else spec.autoscaling.min_replicas
+    if ready(observed, candidate, wanted):  # Healthy means every wanted pod serves, as kstatus reads it
         return builder.promote(None, None, candidate, hash_)
     failure = classify(observed.pods_of(candidate))
     if (failure and failure.fatal) or deadline_passed(builder, progress, spec):

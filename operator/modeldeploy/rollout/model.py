@@ -42,6 +42,7 @@ class PodState:
     unschedulable_message: str | None = None
     containers: tuple[ContainerState, ...] = ()
     address: str | None = None
+    requests_gpu: bool = False
 
 
 @dataclass(frozen=True)

@@ -8,4 +8,11 @@
   accessors acting as a user would (``running_emulator() -> EmulatorHandle``).
 - :mod:`.operator_runner` — runs kopf against such a server in a background thread
   (``running_operator(url, module=... | registry=... | handlers=...)``, ``wait_until``).
+- :mod:`.kubelet` — the pod simulator: Deployments -> pods (on the emulator) -> real ``modelserver``
+  processes on 127.0.0.N, with kubelet-style pod status (helpers: :mod:`.deployments`,
+  :mod:`.scheduling`, :mod:`.quantities`, :mod:`.addresses`, :mod:`.pod_runner`,
+  :mod:`.container_runner`, :mod:`.process`, :mod:`.probes`).
+- :mod:`.artifacts` + :mod:`.onnx_models` — model files over HTTP on 127.0.0.1, with digests.
+- :mod:`.loadgen` + :mod:`.routing` — inference traffic split as the Service / HTTPRoute says.
+- :mod:`.cluster` — ``with Sandbox() as sb, sb.run_operator(): ...``: all of the above together.
 """

@@ -216,6 +216,9 @@ class Kubelet:
             self._sync_deployments(found, list(live.values()))
         for pod in live.values():
             self._admit(pod, now)
+        for uid in [uid for uid in self._unschedulable_since if uid not in live]:  # gone while Pending
+            self._unschedulable_since.pop(uid)
+            self._written.pop(uid, None)
         for uid in [uid for uid in self._runners if uid not in live]:
             runner = self._runners.pop(uid)
             runner.stop(self._grace_of(runner), now)
