@@ -133,7 +133,7 @@ async def serve(
             raise OSError(f"cannot bind gRPC port {config.grpc_port}")
         await grpc_server.start()
         handle.metrics_port = _bound_port(metrics_site)
-    except OSError as exc:
+    except (OSError, RuntimeError) as exc:  # grpcio reports a failed bind as RuntimeError
         await grpc_server.stop(None)
         await http_server.shutdown(0)
         await metrics_runner.cleanup()
@@ -160,6 +160,7 @@ async def serve(
     except Exception as exc:
         raise StartupError(str(exc)) from None
     finally:
+        stopped.cancel()
         log.info("draining")
         rest.accepting = grpc_service.accepting = False
         # gRPC: refuse new RPCs now, give in-flight ones the drain timeout.

@@ -24,7 +24,7 @@ from modelserver.faults import Faults
 from modelserver.server import ServerConfig
 from tritonclient.utils import InferenceServerException
 
-from .conftest import ThreadedServer, fixed_graph, save_model
+from .conftest import RunningServer, ThreadedServer, fixed_graph, save_model
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -229,3 +229,12 @@ def test_not_ready_until_warmed_up(small_repo: Path, monkeypatch: pytest.MonkeyP
     finally:
         release.set()
         srv.stop()
+
+
+def test_port_in_use_exits_nonzero(small_repo: Path, server: RunningServer) -> None:
+    code = main(["serve", "--model-repository", str(small_repo), "--host", "127.0.0.1",
+                 "--http-port", str(server.handle.http_port), "--grpc-port", "0", "--metrics-port", "0"])  # fmt: skip
+    assert code == 1
+    code = main(["serve", "--model-repository", str(small_repo), "--host", "127.0.0.1",
+                 "--http-port", "0", "--grpc-port", str(server.handle.grpc_port), "--metrics-port", "0"])  # fmt: skip
+    assert code == 1

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import time
 
-import pytest
 from modeldeploy.sandbox.artifacts import Artifact
 from modeldeploy.sandbox.cluster import Sandbox, model_deployment
 from modeldeploy.sandbox.emulator_server import wait_until
@@ -108,11 +107,7 @@ def test_a_model_that_fails_to_load_is_rejected_with_the_servers_message(sandbox
     assert rejected["reason"] in ("ModelLoadFailed", "CrashLoop"), rejected
     assert "load failed (MODELSERVER_FAULT_LOAD_FAIL)" in rejected["message"]
     assert sandbox.status("resnet")["phase"] == "Failed"  # nothing was ever stable
-    if rejected["reason"] != "ModelLoadFailed":
-        pytest.xfail(
-            "modelserver exits 1 with 'model M version V: load failed (...)'; the planner looks for exit "
-            "code 4 or 'failed to load', so it names CrashLoop (after 3 restarts) instead of ModelLoadFailed"
-        )
+    assert rejected["reason"] == "ModelLoadFailed", rejected
 
 
 def test_a_gpu_request_leaves_the_pod_unschedulable_with_the_schedulers_message(sandbox: Sandbox) -> None:

@@ -1,0 +1,196 @@
+"""Canary scenarios in the sandbox: the real operator, real modelserver pods, real traffic and metrics.
+
+Short clocks (1 s analysis intervals, 2 s step pauses) so that each scenario takes seconds. The
+checks are successRate (exact binomial + Newcombe tests) and latencyMean: a p99 needs at least
+100 requests per revision and interval to be judged, more than these short intervals carry.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from modeldeploy.sandbox.artifacts import Artifact
+from modeldeploy.sandbox.cluster import Sandbox, model_deployment
+from modeldeploy.sandbox.emulator_server import wait_until
+
+NAME = "resnet"
+CHECKS = [{"metric": "successRate", "min": 0.95, "maxDrop": 0.02}, {"metric": "latencyMean", "max": "100ms"}]
+
+
+def canary_manifest(artifact: Artifact, env: dict[str, str] | None = None, **rollout: Any) -> dict[str, Any]:
+    settings: dict[str, Any] = {
+        "strategy": "canary",
+        "steps": [{"weight": 30, "pause": "2s"}, {"weight": 60, "pause": "2s"}],
+        "progressDeadlineSeconds": 120,
+        "analysis": {"interval": "1s", "failureLimit": 2, "minSamples": 10, "checks": CHECKS},
+    }
+    settings.update(rollout)
+    spec: dict[str, Any] = {"autoscaling": {"minReplicas": 2, "maxReplicas": 2}, "rollout": settings}
+    if env:
+        spec["runtime"] = {"env": [{"name": key, "value": value} for key, value in env.items()]}
+    return model_deployment(NAME, artifact, **spec)
+
+
+def deploy_stable(sb: Sandbox, **rollout: Any) -> str:
+    sb.apply(canary_manifest(sb.artifacts.linear("resnet/1/model.onnx"), **rollout))
+    status = sb.wait_for_phase(NAME, "Healthy", timeout=60)
+    wait_until(lambda: len([p for p in sb.kubelet.pods() if p.ready]) == 2, timeout=30, message="2 ready pods")
+    return str(status["stableRevision"])
+
+
+def rejected(sb: Sandbox, timeout: float = 60) -> dict[str, Any]:
+    status = sb.wait_for(NAME, lambda s: bool(s.get("rejectedRevisions")), timeout, "a rejected revision")
+    return dict(status["rejectedRevisions"][-1])
+
+
+def events(sb: Sandbox) -> list[str]:
+    return [event["reason"] for event in sb.kube.list("v1", "Event", sb.namespace)]
+
+
+def test_a_healthy_canary_is_promoted_through_every_step(sandbox: Sandbox) -> None:
+    stable = deploy_stable(sandbox)
+    seen: set[tuple[str, int]] = set()
+    with sandbox.loadgen(NAME, rate=60, duration=120) as load:
+        sandbox.apply(canary_manifest(sandbox.artifacts.linear("resnet/2/model.onnx", seed=2)))
+
+        def promoted(status: dict[str, Any]) -> bool:
+            rollout = status.get("rollout") or {}
+            seen.add((rollout.get("stage", ""), rollout.get("step", -1)))
+            return status.get("phase") == "Healthy" and status.get("stableRevision") != stable
+
+        status = sandbox.wait_for(NAME, promoted, 90, "promotion")
+        report = load.stop()
+    canary = status["stableRevision"]
+    assert {("Steps", 0), ("Steps", 1)} <= seen, seen
+    assert report.successes(canary) > 30 and report.successes(stable) > 30, report
+    assert report.failures() <= 3, report  # at most the in-flight requests of the removed pods
+    assert events(sandbox).count("StepStarted") == 2 and "Promoted" in events(sandbox)
+    assert [d["metadata"]["name"] for d in sandbox.deployments(NAME)] == [canary]
+    assert {p.revision for p in sandbox.kubelet.pods()} == {canary}
+    assert status["analysis"]["verdict"] == "Pass"
+
+
+def test_an_error_regression_is_rolled_back_by_the_analysis(sandbox: Sandbox) -> None:
+    stable = deploy_stable(sandbox)
+    with sandbox.loadgen(NAME, rate=60, duration=120) as load:
+        broken = canary_manifest(sandbox.artifacts.linear("resnet/2/model.onnx", seed=2),
+                                 env={"MODELSERVER_FAULT_ERROR_RATE": "0.3"})
+        started = time.monotonic()
+        sandbox.apply(broken)
+        reason = rejected(sandbox)
+        elapsed = time.monotonic() - started
+        status = sandbox.wait_for_phase(NAME, "RolledBack", timeout=10)
+        wait_until(lambda: {p.revision for p in sandbox.kubelet.pods()} == {stable}, timeout=20,
+                   message="canary pods gone")
+        after = load.report().successes(stable)
+        time.sleep(1.0)
+        report = load.stop()
+    assert reason["reason"] == "AnalysisFailed" and "successRate" in reason["message"], reason
+    assert status["stableRevision"] == stable and status["canaryWeight"] == 0
+    failed = [check for check in status["analysis"]["checks"] if check["verdict"] == "Fail"]
+    assert failed and failed[0]["canary"] < 0.9 and failed[0]["stable"] > 0.99, status["analysis"]
+    assert report.successes(stable) > after and report.failures(stable) == 0, report
+    assert elapsed < 40, f"rollback took {elapsed:.1f}s"
+    assert "AnalysisFailed" in events(sandbox)
+
+
+def test_a_latency_regression_is_rolled_back(sandbox: Sandbox) -> None:
+    stable = deploy_stable(sandbox)
+    with sandbox.loadgen(NAME, rate=60, duration=120):
+        sandbox.apply(canary_manifest(sandbox.artifacts.linear("resnet/2/model.onnx", seed=2),
+                                      env={"MODELSERVER_FAULT_LATENCY_MS": "250"}))
+        reason = rejected(sandbox)
+    assert reason["reason"] == "AnalysisFailed" and "latencyMean" in reason["message"], reason
+    assert sandbox.status(NAME)["stableRevision"] == stable
+
+
+def test_a_model_that_fails_to_load_is_rolled_back_long_before_the_deadline(sandbox: Sandbox) -> None:
+    stable = deploy_stable(sandbox)
+    started = time.monotonic()
+    sandbox.apply(canary_manifest(sandbox.artifacts.linear("resnet/2/model.onnx", seed=2),
+                                  env={"MODELSERVER_FAULT_LOAD_FAIL": "1"}))
+    reason = rejected(sandbox)
+    elapsed = time.monotonic() - started
+    assert reason["reason"] == "ModelLoadFailed", reason
+    assert elapsed < 30, f"{elapsed:.1f}s, the deadline is 120s"
+    assert sandbox.status(NAME)["stableRevision"] == stable
+
+
+def test_a_digest_mismatch_gets_no_traffic(sandbox: Sandbox) -> None:
+    stable = deploy_stable(sandbox)
+    good = sandbox.artifacts.linear("resnet/2/model.onnx", seed=2)
+    tampered = Artifact(path=good.path, url=good.url, digest="sha256:" + "0" * 64, size=good.size)
+    with sandbox.loadgen(NAME, rate=30, duration=60) as load:
+        sandbox.apply(canary_manifest(tampered))
+        reason = rejected(sandbox)
+        report = load.stop()
+    assert reason["reason"] == "ArtifactIntegrity" and "digest" in reason["message"].lower(), reason
+    assert report.revisions() == {stable} and report.failures() == 0, report
+
+
+def test_a_signature_change_fails_the_gate_before_any_traffic(sandbox: Sandbox) -> None:
+    stable = deploy_stable(sandbox)
+    with sandbox.loadgen(NAME, rate=30, duration=60) as load:
+        sandbox.apply(canary_manifest(sandbox.artifacts.other_signature("resnet/2/model.onnx")))
+        reason = rejected(sandbox)
+        report = load.stop()
+    assert reason["reason"] == "GateFailed" and "signature" in reason["message"], reason
+    assert report.revisions() == {stable}, report
+
+
+def test_low_traffic_is_inconclusive_until_there_are_enough_samples(sandbox: Sandbox) -> None:
+    deploy_stable(sandbox)
+    with sandbox.loadgen(NAME, rate=2, duration=120) as trickle:
+        sandbox.apply(canary_manifest(sandbox.artifacts.linear("resnet/2/model.onnx", seed=2)))
+        sandbox.wait_for(NAME, lambda s: (s.get("analysis") or {}).get("verdict") == "Inconclusive", 30,
+                         "an inconclusive interval")
+        time.sleep(6)  # several intervals and both pauses' worth of time: still nothing decided
+        status = sandbox.status(NAME)
+        trickle.stop()
+    assert status["phase"] == "Progressing" and status["rollout"]["step"] == 0, status
+    assert status["analysis"]["verdict"] == "Inconclusive" and not status.get("rejectedRevisions")
+    assert status["analysis"]["passedIntervals"] == 0
+    with sandbox.loadgen(NAME, rate=60, duration=120):  # enough traffic: it now goes through
+        sandbox.wait_for(NAME, lambda s: s.get("phase") == "Healthy", 60, "promotion")
+
+
+def test_an_operator_restart_mid_canary_resumes_from_status() -> None:
+    with Sandbox() as sb:
+        with sb.run_operator():
+            deploy_stable(sb)
+        with sb.loadgen(NAME, rate=60, duration=120):
+            with sb.run_operator():
+                sb.apply(canary_manifest(sb.artifacts.linear("resnet/2/model.onnx", seed=2),
+                                         steps=[{"weight": 30, "pause": "3s"}, {"weight": 60, "pause": "3s"}]))
+                before = sb.wait_for(NAME, lambda s: (s.get("rollout") or {}).get("stage") == "Steps", 60,
+                                     "the first step")
+            frozen = sb.status(NAME)
+            time.sleep(2)  # no operator: nothing moves
+            assert sb.status(NAME) == frozen
+            with sb.run_operator():
+                status = sb.wait_for(NAME, lambda s: s.get("phase") == "Healthy", 60, "promotion after restart")
+    assert status["stableRevision"] == before["rollout"]["revision"]
+    assert not status.get("rejectedRevisions")
+
+
+def test_the_gateway_api_router_splits_by_route_weight(sandbox: Sandbox) -> None:
+    traffic = {"router": "gatewayAPI", "gateway": {"parentRefs": [{"name": "public"}]}}
+    stable = deploy_stable(sandbox, traffic=traffic)
+    weights: list[dict[str, int]] = []
+    with sandbox.loadgen(NAME, rate=60, duration=120) as load:
+        sandbox.apply(canary_manifest(sandbox.artifacts.linear("resnet/2/model.onnx", seed=2), traffic=traffic,
+                                      steps=[{"weight": 20, "pause": "3s"}, {"weight": 60, "pause": "2s"}]))
+
+        def promoted(status: dict[str, Any]) -> bool:
+            route = sandbox.kube.get("gateway.networking.k8s.io/v1", "HTTPRoute", sandbox.namespace, NAME)
+            if route:
+                weights.append({ref["name"]: ref["weight"] for ref in route["spec"]["rules"][0]["backendRefs"]})
+            return status.get("phase") == "Healthy" and status.get("stableRevision") != stable
+
+        status = sandbox.wait_for(NAME, promoted, 90, "promotion")
+        report = load.stop()
+    canary = status["stableRevision"]
+    assert {stable: 80, canary: 20} in weights and {stable: 40, canary: 60} in weights, weights
+    assert weights[-1] == {canary: 100}
+    assert report.successes(canary) > 0 and report.failures() <= 3, report
