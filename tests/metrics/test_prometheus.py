@@ -6,21 +6,17 @@ binary these tests skip.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from modeldeploy.metrics import PrometheusProvider, RevisionTarget
+from modeldeploy.sandbox.prometheus import INSTALL_HINT, PrometheusServer, StaticTarget, find_prometheus
 
-from .conftest import FakePod, free_port
+from .conftest import FakePod
 
-PROMETHEUS = shutil.which("prometheus") or ("/usr/bin/prometheus" if Path("/usr/bin/prometheus").exists() else None)
 pytestmark = [
-    pytest.mark.skipif(PROMETHEUS is None, reason="the prometheus binary is not installed "
-                                                  "(apt-get install -y --no-install-recommends prometheus)"),
+    pytest.mark.skipif(find_prometheus() is None, reason=f"the prometheus binary is not installed ({INSTALL_HINT})"),
     pytest.mark.timeout(60),
 ]
 
@@ -29,9 +25,9 @@ STABLE = RevisionTarget("ml", "resnet", "resnet-stable", "resnet")
 
 
 class Setup:
-    def __init__(self, proc: subprocess.Popen[bytes], address: str, canary: FakePod, stable: FakePod) -> None:
-        self.proc, self.address, self.canary, self.stable = proc, address, canary, stable
-        self.provider = PrometheusProvider(address)
+    def __init__(self, server: PrometheusServer, canary: FakePod, stable: FakePod) -> None:
+        self.server, self.address, self.canary, self.stable = server, server.url, canary, stable
+        self.provider = PrometheusProvider(server.url)
 
     def scraped(self, revision: str, requests: int, timeout: float = 15) -> None:
         """Wait until Prometheus has seen `requests` answered requests of the revision, and one more scrape."""
@@ -44,42 +40,24 @@ class Setup:
         time.sleep(1.2)
 
 
-def _config(canary: FakePod, stable: FakePod) -> str:
-    def job(pod: FakePod, revision: str) -> str:
-        return (f"  - job_name: {revision}\n    scrape_interval: 1s\n    static_configs:\n"
-                f"      - targets: ['{pod.endpoint}']\n"
-                f"        labels: {{namespace: ml, revision: {revision}, pod: {revision}-0}}\n")
-    return ("global: {scrape_interval: 1s, evaluation_interval: 1s}\nscrape_configs:\n"
-            + job(canary, CANARY.revision) + job(stable, STABLE.revision))
+def _targets(canary: FakePod, stable: FakePod) -> list[StaticTarget]:
+    return [StaticTarget(pod.endpoint, {"namespace": "ml", "revision": revision, "pod": f"{revision}-0"})
+            for pod, revision in ((canary, CANARY.revision), (stable, STABLE.revision))]
 
 
 @pytest.fixture(scope="module")
-def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+def prometheus() -> Iterator[Setup]:
     canary, stable = FakePod("127.0.0.2"), FakePod("127.0.0.3")
     # Series must exist before the traffic: increase() ignores a series' first value.
     canary.serve("resnet", ok=1, failed=1)
     stable.serve("resnet", ok=1, failed=1)
-    work = tmp_path_factory.mktemp("prometheus")
-    (work / "prometheus.yml").write_text(_config(canary, stable))
-    address = f"127.0.0.1:{free_port()}"
-    assert PROMETHEUS is not None
-    proc = subprocess.Popen(
-        [PROMETHEUS, f"--config.file={work / 'prometheus.yml'}", f"--storage.tsdb.path={work / 'data'}",
-         f"--web.listen-address={address}"],
-        stdout=subprocess.DEVNULL, stderr=(work / "prometheus.log").open("wb"))
-    setup = Setup(proc, f"http://{address}", canary, stable)
     try:
-        deadline = time.monotonic() + 20
-        while not setup.provider.is_online():
-            assert proc.poll() is None, (work / "prometheus.log").read_text()[-2000:]
-            assert time.monotonic() < deadline, "Prometheus did not become ready"
-            time.sleep(0.2)
-        setup.scraped(CANARY.revision, 2)
-        setup.scraped(STABLE.revision, 2)
-        yield setup
+        with PrometheusServer(static=_targets(canary, stable)) as server:  # waits for /-/ready
+            setup = Setup(server, canary, stable)
+            setup.scraped(CANARY.revision, 2)
+            setup.scraped(STABLE.revision, 2)
+            yield setup
     finally:
-        proc.terminate()
-        proc.wait(timeout=15)
         canary.stop()
         stable.stop()
 
@@ -128,7 +106,6 @@ def test_unknown_revision_has_no_sample(prometheus: Setup) -> None:
 
 def test_down_prometheus_is_inconclusive(prometheus: Setup) -> None:
     # Runs last in this module: stops the shared Prometheus.
-    prometheus.proc.terminate()
-    prometheus.proc.wait(timeout=15)
+    prometheus.server.stop()
     assert not prometheus.provider.is_online()
     assert prometheus.provider.sample(CANARY, 30, {"x": "vector(1)"}) is None
