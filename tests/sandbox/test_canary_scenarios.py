@@ -64,10 +64,11 @@ def test_a_healthy_canary_is_promoted_through_every_step(sandbox: Sandbox) -> No
     canary = status["stableRevision"]
     assert {("Steps", 0), ("Steps", 1)} <= seen, seen
     assert report.successes(canary) > 30 and report.successes(stable) > 30, report
-    assert report.failures() <= 3, report  # at most the in-flight requests of the removed pods
+    assert report.failures() == 0, report  # the old pods retire only after the scale-down delay
     assert events(sandbox).count("StepStarted") == 2 and "Promoted" in events(sandbox)
-    assert [d["metadata"]["name"] for d in sandbox.deployments(NAME)] == [canary]
-    assert {p.revision for p in sandbox.kubelet.pods()} == {canary}
+    wait_until(lambda: [d["metadata"]["name"] for d in sandbox.deployments(NAME)] == [canary], timeout=20,
+               message="the old revision deleted after the scale-down delay")
+    wait_until(lambda: {p.revision for p in sandbox.kubelet.pods()} == {canary}, timeout=20, message="old pods gone")
     assert status["analysis"]["verdict"] == "Pass"
 
 
@@ -193,4 +194,4 @@ def test_the_gateway_api_router_splits_by_route_weight(sandbox: Sandbox) -> None
     canary = status["stableRevision"]
     assert {stable: 80, canary: 20} in weights and {stable: 40, canary: 60} in weights, weights
     assert weights[-1] == {canary: 100}
-    assert report.successes(canary) > 0 and report.failures() <= 3, report
+    assert report.successes(canary) > 0 and report.failures() == 0, report

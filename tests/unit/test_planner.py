@@ -74,7 +74,11 @@ def test_a_new_revision_is_readied_beside_the_stable_then_promoted() -> None:
                              [deployment(old, replicas=3, ready=3), deployment(new, replicas=3, ready=3)], seconds=30))
     assert promoted.status.phase == "Healthy" and promoted.status.stable_revision == new_name
     assert promoted.weights == {new_name: 100} and promoted.hpa_target == new_name
-    assert promoted.delete_revisions == [old_name]
+    assert [entry.revision for entry in promoted.status.retiring] == [old_name]
+    assert promoted.delete_revisions == [] and promoted.requeue_after == 5  # the scale-down delay
+    later = plan(observed(new, promoted.status,
+                          [deployment(old, replicas=3, ready=3), deployment(new, replicas=3, ready=3)], seconds=36))
+    assert later.delete_revisions == [old_name] and later.status.retiring == []
     states = {entry.name: entry.state for entry in promoted.status.revisions}
     assert states == {old_name: "Superseded", new_name: "Stable"}
 
@@ -102,7 +106,7 @@ def test_a_fatal_failure_rolls_back_and_is_not_retried_until_asked() -> None:
     children = [deployment(old, ready=2), deployment(new, ready=0, role="canary")]
     rolled = plan(observed(new, healthy, children, [_digest_mismatch_pod(new_name)], seconds=5))
     assert rolled.status.phase == "RolledBack"
-    assert rolled.weights == {old_name: 100} and rolled.delete_revisions == [new_name]
+    assert rolled.weights == {old_name: 100} and [e.revision for e in rolled.status.retiring] == [new_name]
     assert rolled.status.rejected_revisions[0].reason == "ArtifactIntegrity"
     assert rolled.status.rejected_revisions[0].spec_hash == new_hash
     assert condition(rolled.status, "Stalled") == ("True", "ArtifactIntegrity")
@@ -134,7 +138,7 @@ def test_the_progress_deadline_counts_from_the_start_and_flapping_cannot_reset_i
     expired = plan(observed(new, status, [deployment(old, ready=2), deployment(new, ready=1)], seconds=121))
     assert expired.status.phase == "RolledBack"
     assert expired.status.rejected_revisions[-1].reason == "ProgressDeadline"
-    assert expired.delete_revisions == [new_name]
+    assert [entry.revision for entry in expired.status.retiring] == [new_name]
 
 
 def test_insufficient_gpu_is_reported_while_waiting_and_names_the_deadline_failure() -> None:

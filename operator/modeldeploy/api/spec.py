@@ -317,6 +317,9 @@ class Rollout(ApiModel):
     """Canary steps with strictly increasing weights."""
     progress_deadline_seconds: Annotated[int, Field(ge=30, le=86400)] = 600
     """Seconds from a revision's start until it must be promoted; counted once, not reset by flapping."""
+    scale_down_delay_seconds: Annotated[int, Field(ge=0, le=3600)] = 5
+    """Seconds a replaced revision (the old stable after a promotion, the canary after a rollback) keeps
+running after traffic left it, so that in-flight requests finish and routes converge."""
     traffic: Traffic = Field(default_factory=Traffic)
     """Traffic routing."""
     analysis: Analysis = Field(default_factory=Analysis)

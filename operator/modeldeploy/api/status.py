@@ -70,6 +70,15 @@ class RejectedRevision(StatusModel):
     """When (RFC 3339)."""
 
 
+class RetiringRevision(StatusModel):
+    """A revision traffic has left; it is deleted after rollout.scaleDownDelaySeconds."""
+
+    revision: str
+    """Revision name."""
+    since: str
+    """When traffic left it (RFC 3339)."""
+
+
 class CheckResult(StatusModel):
     """The last analysis result of one check."""
 
@@ -156,6 +165,8 @@ class ModelDeploymentStatus(StatusModel):
     """Known revisions."""
     rejected_revisions: list[RejectedRevision] = Field(default_factory=list)
     """Revisions that failed and are not retried until the spec changes."""
+    retiring: list[RetiringRevision] = Field(default_factory=list)
+    """Revisions without traffic that are deleted once the scale-down delay has passed."""
     rollout: RolloutProgress | None = None
     """Clock state of the rollout in progress."""
     analysis: AnalysisStatus | None = None

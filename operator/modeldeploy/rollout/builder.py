@@ -10,6 +10,7 @@ from ..api.status import (
     ModelDeploymentStatus,
     Phase,
     RejectedRevision,
+    RetiringRevision,
     RevisionState,
     RevisionStatus,
     RolloutProgress,
@@ -54,6 +55,11 @@ class Builder:
                                                     created_at=self.now, state=state))
         self.status.revisions = self.status.revisions[-MAX_KEPT_REVISIONS:]
 
+    def retire(self, revision: str) -> None:
+        """Traffic has left `revision`: it keeps running for the scale-down delay, then is deleted."""
+        if revision in self.observed.deployments and all(r.revision != revision for r in self.status.retiring):
+            self.status.retiring.append(RetiringRevision(revision=revision, since=self.now))
+
     def serve_stable(self, stable: str, hash_: str, render: bool) -> None:
         self.plan.revisions.append(RevisionPlan(stable, hash_, "stable", None, render))
         self.plan.hpa_target = stable
@@ -75,7 +81,7 @@ class Builder:
         status.rejected_revisions.append(RejectedRevision(revision=candidate, spec_hash=hash_, reason=failure.reason,
                                                           message=failure.message, at=self.now))
         self.set_revision_state(candidate, hash_, "RolledBack")
-        self.plan.delete_revisions.append(candidate)
+        self.retire(candidate)
         self.plan.revisions = [plan for plan in self.plan.revisions if plan.revision != candidate]
         self.plan.weights.pop(candidate, None)
         status.canary_revision = None
@@ -88,7 +94,7 @@ class Builder:
         self.plan.hpa_target = candidate
         self.plan.weights = {candidate: 100}
         if stable and stable_hash:
-            self.plan.delete_revisions.append(stable)
+            self.retire(stable)
             self.set_revision_state(stable, stable_hash, "Superseded")
         self.set_revision_state(candidate, hash_, "Stable")
         status = self.status

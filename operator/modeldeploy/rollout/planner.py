@@ -8,6 +8,7 @@ clock it needs comes from `Observed.now` and from status, so a restarted operato
 
 from __future__ import annotations
 
+from ..api.spec import ModelDeploymentSpec
 from ..render.revision import revision_name, spec_hash
 from .builder import Builder, ready
 from .canary import analysis_due_in, canary
@@ -33,7 +34,9 @@ def _rejected(builder: Builder, hash_: str) -> Plan | None:
     stable = status.stable_revision
     if stable and stable in observed.deployments:
         builder.serve_stable(stable, observed.deployments[stable].spec_hash, render=False)
-    builder.plan.delete_revisions += [name for name in observed.deployments if name != stable]
+    retiring = {entry.revision for entry in status.retiring}
+    builder.plan.delete_revisions += [name for name in observed.deployments
+                                      if name != stable and name not in retiring]
     status.canary_revision, status.canary_weight, status.rollout = None, 0, None
     message = (f"revision {rejected.revision} was rejected ({rejected.reason}): {rejected.message}; "
                "change the spec or run `kubectl modeldeploy retry` to try again")
@@ -47,6 +50,24 @@ def _candidate(observed: Observed) -> tuple[str, str] | None:
     return revision_name(observed.name, hash_), hash_
 
 
+def _retire_due(builder: Builder, delay: float, candidate: str) -> float | None:
+    """Delete retiring revisions whose delay has passed; seconds until the next one is due."""
+    keep, next_due = [], None
+    rejected = {entry.revision for entry in builder.status.rejected_revisions}
+    for entry in builder.status.retiring:
+        reused = entry.revision == candidate and candidate not in rejected  # a retry brings it back
+        if reused or entry.revision not in builder.observed.deployments:
+            continue
+        remaining = delay - builder.seconds_since(entry.since)
+        if remaining <= 0:
+            builder.plan.delete_revisions.append(entry.revision)
+            continue
+        keep.append(entry)
+        next_due = remaining if next_due is None else min(next_due, remaining)
+    builder.status.retiring = keep
+    return next_due
+
+
 def plan(observed: Observed) -> Plan:
     """Decide the next step of one ModelDeployment."""
     builder = Builder(observed)
@@ -55,6 +76,16 @@ def plan(observed: Observed) -> Plan:
     if spec is None or found is None:
         return _invalid(builder)
     candidate, hash_ = found
+    result = _decide(builder, spec, candidate, hash_)
+    # Revisions that lose traffic in this round start retiring now; older ones may be due.
+    due = _retire_due(builder, spec.rollout.scale_down_delay_seconds, candidate)
+    if due is not None:
+        result.requeue_after = min(result.requeue_after or due, due)
+    return result
+
+
+def _decide(builder: Builder, spec: ModelDeploymentSpec, candidate: str, hash_: str) -> Plan:
+    observed = builder.observed
     status = builder.status
     if status.intent is not None and status.intent.action == "retry":
         status.rejected_revisions = [entry for entry in status.rejected_revisions if entry.spec_hash != hash_]
@@ -67,7 +98,9 @@ def plan(observed: Observed) -> Plan:
     if stable is not None and stable not in observed.deployments and stable != candidate:
         stable = None  # its Deployment is gone and its spec with it: start over from the current spec
         status.stable_revision = None
-    builder.plan.delete_revisions += [name for name in observed.deployments if name not in (stable, candidate)]
+    retiring = {entry.revision for entry in status.retiring}
+    builder.plan.delete_revisions += [name for name in observed.deployments
+                                      if name not in (stable, candidate) and name not in retiring]
     if stable == candidate and candidate in observed.deployments:
         status.intent = None  # nothing is rolling out: an intent has nothing to act on
         return steady(builder, candidate, hash_)

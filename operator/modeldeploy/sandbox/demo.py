@@ -25,11 +25,13 @@ import dataclasses
 import logging
 import signal
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any, TextIO
 
+from modeldeploy.cli.kubectl import format_status
 from modeldeploy.sandbox.cluster import Sandbox, model_deployment
 from modeldeploy.sandbox.loadgen import NO_ENDPOINT, LoadGenerator, LoadReport
 from modeldeploy.sandbox.routing import resolve
@@ -81,7 +83,7 @@ def _checks(p99: bool) -> list[dict[str, Any]]:
 # interval is measured a little short (150 req/s gave n = 99 once). The quick demo keeps 2 s
 # intervals and drops latencyP99 instead (100 x 2 x 20 % = 40 < 100), keeping successRate.
 FULL = DemoSettings(rate=200, steps=((20, "8s"), (50, "8s")), interval="4s", min_samples=40,
-                    hold_s=3.0, act_timeout_s=150.0, p99=True)
+                    hold_s=5.0, act_timeout_s=150.0, p99=True)
 QUICK = DemoSettings(rate=100, steps=((20, "4s"), (50, "4s")), interval="2s", min_samples=20,
                      hold_s=1.0, act_timeout_s=150.0, p99=False)
 
@@ -320,6 +322,10 @@ def _acts(sb: Sandbox, monitor: Monitor, settings: DemoSettings, stack: contextl
         raise DemoFailed(f"v2 was not rolled back by the analysis: phase {status.get('phase')}, "
                          f"reason {rejected.get('reason')}: {rejected.get('message') or status.get('message')}")
     say(f"v2 rolled back: {rejected['reason']}: {rejected.get('message')}")
+    # The same report `kubectl modeldeploy status` gives in a cluster: the failed analysis table.
+    say(f"$ kubectl modeldeploy status {NAME} -n {sb.namespace}")
+    print(textwrap.indent(format_status(sb.get(NAME) or {"metadata": {"name": NAME, "namespace": sb.namespace}}),
+                          "    "), file=monitor.out, flush=True)
     _hold(monitor, settings.hold_s)
 
     # Act 3: a good canary: every step passes its analysis, then promotion.
@@ -373,7 +379,5 @@ def _summary(monitor: Monitor, out: TextIO) -> None:
             lines.append(f"  {name:<22} {stats.successes:>6} ok {stats.failures:>5} failed "
                          f"({100 * stats.successes / total if total else 0:.1f}% ok, p99 {p99:.1f} ms)"
                          + (f" errors {dict(stats.errors)}" if stats.errors else ""))
-    flaps = [phase for _, phase in monitor.phases]
-    lines.append("phases: " + " -> ".join(f"{phase}@{at:.1f}s" for at, phase in monitor.phases)
-                 + (f" ({len(flaps)} changes)" if flaps else ""))
+    lines.append("phases: " + " -> ".join(f"{phase}@{at:.1f}s" for at, phase in monitor.phases))
     print("\n".join(lines), file=out, flush=True)
