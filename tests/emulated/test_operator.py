@@ -149,3 +149,20 @@ def test_api_faults_converge_without_duplicates(emulator: EmulatorHandle) -> Non
         assert revisions(emulator) == [revision]
         assert len(emulator.list(SERVICES, NAMESPACE)) == 2  # the revision's and the main one
         assert status["stableRevision"] == revision
+
+
+def test_the_operator_exports_its_own_metrics(emulator: EmulatorHandle) -> None:
+    from modeldeploy.sandbox.modeldeploy_operator import running_modeldeploy
+    from prometheus_client import generate_latest
+
+    with running_modeldeploy(emulator.url) as (_, context):
+        emulator.create(model_deployment())
+        mark_ready(emulator, _first_revision(emulator))
+        _healthy(emulator)
+        promoted = b'modeldeploy_rollouts_total{outcome="promoted"'
+        wait_until(lambda: promoted in generate_latest(context.metrics.registry))
+        text = generate_latest(context.metrics.registry).decode()
+    assert 'modeldeploy_reconciles_total{result="ok"}' in text
+    assert 'modeldeploy_api_writes_total{kind="Deployment"} 1.0' in text
+    assert 'modeldeploy_phase{name="resnet",namespace="ml",phase="Healthy"} 1.0' in text
+    assert "modeldeploy_reconcile_duration_seconds_count" in text

@@ -195,3 +195,56 @@ def test_the_gateway_api_router_splits_by_route_weight(sandbox: Sandbox) -> None
     assert {stable: 80, canary: 20} in weights and {stable: 40, canary: 60} in weights, weights
     assert weights[-1] == {canary: 100}
     assert report.successes(canary) > 0 and report.failures() == 0, report
+
+
+def test_the_smoke_test_gate_compares_golden_outputs(sandbox: Sandbox) -> None:
+    golden = {"name": "golden", "namespace": sandbox.namespace}
+    request = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [2, 4],
+                           "data": [0.1, 0.2, 0.3, 0.4, 1.0, -1.0, 0.5, 2.0]}]}
+    import json
+
+    sandbox.kube.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": golden,
+                         "data": {"two-rows.json": json.dumps(request)}})
+    gates = {"signature": True, "smokeTest": {"configMapRef": {"name": "golden"}, "tolerance": 1e-4}}
+    stable = deploy_stable(sandbox, gates=gates)
+    # Same weights at another URL: outputs agree, the gate passes and the canary proceeds.
+    same = sandbox.artifacts.linear("resnet/1b/model.onnx", seed=0)
+    sandbox.apply(canary_manifest(same, gates=gates, env={"UNUSED": "new-revision"}))
+    sandbox.wait_for(NAME, lambda s: (s.get("rollout") or {}).get("stage") == "Steps", 60, "gates passed")
+    assert "GatesPassed" in events(sandbox)
+    # Other weights: the outputs differ beyond the tolerance, the canary never gets traffic.
+    with sandbox.loadgen(NAME, rate=20, duration=60) as load:
+        other = sandbox.artifacts.linear("resnet/2/model.onnx", seed=7)
+        sandbox.apply(canary_manifest(other, gates=gates))
+        status = sandbox.wait_for(NAME, lambda s: any(r["reason"] == "GateFailed"
+                                                      for r in s.get("rejectedRevisions") or []), 60, "GateFailed")
+        report = load.stop()
+    reason = next(r for r in status["rejectedRevisions"] if r["reason"] == "GateFailed")
+    assert "smokeTest two-rows.json" in reason["message"] and "tolerance" in reason["message"], reason
+    canary = reason["revision"]
+    assert report.total(canary) == 0 and stable in report.revisions(), report
+
+
+def test_kubectl_modeldeploy_pause_resume_and_abort(sandbox: Sandbox) -> None:
+    from modeldeploy.cli.kubectl import main as kubectl
+
+    def run(*args: str) -> int:
+        return kubectl(["--server", sandbox.emulator.url, "-n", sandbox.namespace, *args])
+
+    stable = deploy_stable(sandbox)
+    with sandbox.loadgen(NAME, rate=60, duration=120):
+        sandbox.apply(canary_manifest(sandbox.artifacts.linear("resnet/2/model.onnx", seed=2),
+                                      steps=[{"weight": 30, "pause": "3s"}, {"weight": 60, "pause": "3s"}]))
+        sandbox.wait_for(NAME, lambda s: (s.get("rollout") or {}).get("stage") == "Steps", 60, "the first step")
+        assert run("pause", NAME) == 0
+        paused = sandbox.wait_for_phase(NAME, "Paused", timeout=20)
+        time.sleep(4)  # longer than the step's pause: a paused canary does not advance
+        assert sandbox.status(NAME)["rollout"]["step"] == paused["rollout"]["step"] == 0
+        assert run("status", NAME) == 0
+        assert run("resume", NAME) == 0
+        sandbox.wait_for(NAME, lambda s: s.get("phase") == "Progressing", 20, "resumed")
+        assert run("abort", NAME) == 0
+        reason = rejected(sandbox)
+    assert reason["reason"] == "Aborted"
+    assert sandbox.status(NAME)["stableRevision"] == stable
+    assert run("status", "no-such-model") == 1

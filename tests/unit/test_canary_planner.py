@@ -220,3 +220,17 @@ def test_invariants_hold_for_any_sequence_of_events(events: list[tuple[str, int]
             assert result.weights == {OLD_NAME: 100}
             assert NEW_NAME in retiring(result) | set(result.delete_revisions) or not canary_existed
             break
+
+
+def test_a_canary_superseded_mid_rollout_retires_instead_of_vanishing() -> None:
+    world = World()
+    _to_first_step(world)
+    newer = canary_spec("https://models.example/resnet/3/model.onnx")
+    newer_name, _ = revision_of(newer)
+    children = [deployment(OLD, replicas=4, ready=4), deployment(NEW, replicas=1, ready=1)]
+    result = plan(observed(newer, world.status, children, seconds=world.clock + 1))
+    assert retiring(result) == {NEW_NAME} and result.delete_revisions == []
+    assert result.weights == {OLD_NAME: 100, newer_name: 0}
+    assert {entry.name: entry.state for entry in result.status.revisions}[NEW_NAME] == "Superseded"
+    later = plan(observed(newer, result.status, children, seconds=world.clock + 10))
+    assert later.delete_revisions == [NEW_NAME]

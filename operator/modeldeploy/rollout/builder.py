@@ -60,6 +60,11 @@ class Builder:
         if revision in self.observed.deployments and all(r.revision != revision for r in self.status.retiring):
             self.status.retiring.append(RetiringRevision(revision=revision, since=self.now))
 
+    def mark_superseded(self, revision: str) -> None:
+        for entry in self.status.revisions:
+            if entry.name == revision and entry.state in ("Pending", "Canary"):
+                entry.state = "Superseded"
+
     def serve_stable(self, stable: str, hash_: str, render: bool) -> None:
         self.plan.revisions.append(RevisionPlan(stable, hash_, "stable", None, render))
         self.plan.hpa_target = stable

@@ -98,9 +98,11 @@ def _decide(builder: Builder, spec: ModelDeploymentSpec, candidate: str, hash_: 
     if stable is not None and stable not in observed.deployments and stable != candidate:
         stable = None  # its Deployment is gone and its spec with it: start over from the current spec
         status.stable_revision = None
-    retiring = {entry.revision for entry in status.retiring}
-    builder.plan.delete_revisions += [name for name in observed.deployments
-                                      if name not in (stable, candidate) and name not in retiring]
+    for name in observed.deployments:
+        if name not in (stable, candidate):
+            # e.g. a canary superseded by a newer spec mid-rollout: traffic leaves it now, pods later.
+            builder.retire(name)
+            builder.mark_superseded(name)
     if stable == candidate and candidate in observed.deployments:
         status.intent = None  # nothing is rolling out: an intent has nothing to act on
         return steady(builder, candidate, hash_)
