@@ -157,7 +157,8 @@ class Scheduler:
                     if not p.future.done():
                         p.future.set_exception(exc)
                 continue
-            self.stats.observe_execution(sum(start - p.enqueued for p in group), compute_ns)
+            # Per request, as Triton counts: each request of a batch is charged the batch's compute time.
+            self.stats.observe_execution(sum(start - p.enqueued for p in group), compute_ns * len(group))
             for p, out in zip(group, results, strict=True):
                 if p.future.done():  # the client went away
                     continue

@@ -71,7 +71,7 @@ class ModelStats:
         self._observe_latency(duration_ns)
 
     def observe_execution(self, queue_ns: int, compute_ns: int) -> None:
-        """One model execution; queue_ns is summed over the requests it served (Triton does)."""
+        """One model execution; queue_ns and compute_ns are summed over the requests it served (as Triton)."""
         self.exec_count += 1
         self.queue_ns += queue_ns
         self.compute_ns += compute_ns
