@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
 from modeldeploy.kubeapi import KubeApiError, KubeClient
 
 from .helpers import Load, Model

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from modeldeploy.api import API_VERSION, KIND
 from modeldeploy.api.admission import admit
 from modeldeploy.kubeapi import KubeApiError, KubeClient

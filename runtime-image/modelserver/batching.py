@@ -1,18 +1,30 @@
-"""Request scheduling: a queue per model version drained by ``instance_count`` workers.
+"""Request scheduling: a queue per model version drained by ``instance_count`` ORT threads.
 
 With batching on, a worker takes the first waiting request and then every compatible one
 already queued (same non-batch dims), waiting up to ``max_queue_delay_us`` for more until
 the batch reaches the largest preferred size (or max_batch_size). Concatenation, the ORT
 run and the split all happen in the worker's thread, off the event loop. Requests of a
 different shape wait for the next batch rather than being dropped.
+
+Pipelining: one dispatcher coroutine gathers batches and hands them to dedicated ORT threads
+through a ``queue.SimpleQueue``; each thread posts its result back with a single
+``call_soon_threadsafe``. For models whose compute per sample outweighs the event loop's
+per-request work, up to ``instances + 1`` batches are in flight, so the next batch is already
+queued for the ORT thread while the event loop is still writing the previous batch's
+responses (a strictly sequential gather -> run -> deliver loop left the ORT thread idle for
+that whole time). For cheap models the loop is the bottleneck and an early second batch only
+makes batches smaller (more executions and thread handoffs per request), so they keep one
+batch per thread. The dedicated thread also saves the executor's thread hops
+(concurrent.futures.Future + wrap_future + a task step) on every request at low concurrency.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import queue
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -22,6 +34,9 @@ from modelserver.metrics import ModelStats
 from modelserver.session import Array, ModelSession
 
 Outputs = dict[str, Array]
+# Pipeline batches only when a sample costs more compute than the event loop spends per request
+# (~50-250 us): then the ORT thread is the bottleneck and must not wait for the loop.
+PIPELINE_MIN_SAMPLE_NS = 100_000
 _ERROR = "\0error"  # key marking a per-request failure inside a batch result
 
 
@@ -61,10 +76,16 @@ class Scheduler:
         self.target = max(preferred) if preferred else limit
         self.delay_s = max_queue_delay_us / 1e6
         self.instances = max(1, instances)
-        self.executor = ThreadPoolExecutor(self.instances, thread_name_prefix=f"ort-{session.name}")
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._held: collections.deque[_Pending] = collections.deque()
         self._workers: list[asyncio.Task[None]] = []
+        # Batches handed to the ORT threads (None tells a thread to exit).
+        self._jobs: queue.SimpleQueue[list[_Pending] | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._in_flight = 0
+        self._sample_ns = 0  # smoothed compute time per sample, decides on pipelining
+        self._slot: asyncio.Future[None] | None = None  # the dispatcher waits on it when all slots are used
         # Requests whose body is still being received/decoded; the front ends keep it up to date.
         self.arriving = 0
         self._last_group = 1
@@ -72,13 +93,23 @@ class Scheduler:
         self._gap_ns = 1_000_000_000
 
     def start(self) -> None:
-        self._workers = [asyncio.create_task(self._work()) for _ in range(self.instances)]
+        self._loop = asyncio.get_running_loop()
+        self._threads = [
+            threading.Thread(target=self._thread_main, name=f"ort-{self.session.name}-{i}", daemon=True)
+            for i in range(self.instances)
+        ]
+        for t in self._threads:
+            t.start()
+        self._workers = [asyncio.create_task(self._work())]
 
     async def stop(self) -> None:
         for w in self._workers:
             w.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
-        self.executor.shutdown(wait=True)
+        for _ in self._threads:
+            self._jobs.put(None)
+        for t in self._threads:  # batches already handed over still run to the end
+            t.join()
 
     def submit(self, feeds: dict[str, Array], batch: int, outputs: list[str] | None) -> asyncio.Future[Outputs]:
         """Queue a request; the future resolves to its outputs (or a ServingError)."""
@@ -144,29 +175,65 @@ class Scheduler:
         return group
 
     async def _work(self) -> None:
-        loop = asyncio.get_running_loop()
+        """Dispatcher: gather a batch, hand it to an ORT thread, go on with the next one."""
         while True:
+            # One batch per thread running, plus (when compute-bound) one ready to start the
+            # moment a thread frees up.
+            limit = self.instances + (self._sample_ns >= PIPELINE_MIN_SAMPLE_NS)
+            if self._in_flight >= limit:
+                self._slot = asyncio.get_running_loop().create_future()
+                await self._slot
+                continue
             first = await self._next()
             group = await self._gather(first) if self.batching else [first]
             self.stats.pending -= len(group)
+            self._in_flight += 1
+            self._jobs.put(group)
+
+    def _thread_main(self) -> None:
+        loop = self._loop
+        assert loop is not None
+        while True:
+            group = self._jobs.get()
+            if group is None:
+                return
+            # Queue time runs until the batch actually starts (it may have waited for the thread).
             start = time.perf_counter_ns()
             try:
-                results, compute_ns = await loop.run_in_executor(self.executor, self._execute, group)
-            except Exception as exc:
-                for p in group:
-                    if not p.future.done():
-                        p.future.set_exception(exc)
+                results, compute_ns = self._execute(group)
+                exc: BaseException | None = None
+            except Exception as e:
+                results, compute_ns, exc = [], 0, e
+            try:
+                loop.call_soon_threadsafe(self._deliver, group, start, results, compute_ns, exc)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                return
+
+    def _deliver(
+        self, group: list[_Pending], start: int, results: list[Outputs], compute_ns: int, exc: BaseException | None
+    ) -> None:
+        """On the loop: free the slot (first, so the dispatcher is woken first) and resolve futures."""
+        self._in_flight -= 1
+        slot = self._slot
+        if slot is not None and not slot.done():
+            slot.set_result(None)
+        if exc is not None:
+            for p in group:
+                if not p.future.done():
+                    p.future.set_exception(exc)
+            return
+        # Per request, as Triton counts: each request of a batch is charged the batch's compute time.
+        self.stats.observe_execution(sum(start - p.enqueued for p in group), compute_ns * len(group))
+        samples = sum(p.batch for p in group) or 1
+        self._sample_ns = (3 * self._sample_ns + compute_ns // samples) // 4
+        for p, out in zip(group, results, strict=True):
+            if p.future.done():  # the client went away
                 continue
-            # Per request, as Triton counts: each request of a batch is charged the batch's compute time.
-            self.stats.observe_execution(sum(start - p.enqueued for p in group), compute_ns * len(group))
-            for p, out in zip(group, results, strict=True):
-                if p.future.done():  # the client went away
-                    continue
-                err = out.get(_ERROR)
-                if err is not None:
-                    p.future.set_exception(err)  # type: ignore[arg-type]
-                else:
-                    p.future.set_result(out)
+            err = out.get(_ERROR)
+            if err is not None:
+                p.future.set_exception(err)  # type: ignore[arg-type]
+            else:
+                p.future.set_result(out)
 
     def _execute(self, group: list[_Pending]) -> tuple[list[Outputs], int]:
         t0 = time.perf_counter_ns()

@@ -7,6 +7,7 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 import yaml
+
 from modeldeploy.api.admission import admit
 
 from .rendering import ROOT

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 import pytest
+
 from modeldeploy.api.crd import custom_resource_definition
 from modeldeploy.api.reference import constraints, reference_markdown, type_name
 from modeldeploy.api.status import FailureReason, Phase

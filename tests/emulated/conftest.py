@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+
 from modeldeploy.kubeapi import KubeClient
 from modeldeploy.sandbox.emulator_server import EmulatorHandle, running_emulator
 

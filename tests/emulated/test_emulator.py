@@ -12,6 +12,7 @@ from typing import Any
 
 import kopf
 import pytest
+
 from modeldeploy.kubeapi import Conflict, Invalid, KubeClient
 from modeldeploy.sandbox.emulator_server import EmulatorHandle, running_emulator, wait_until
 from modeldeploy.sandbox.operator_runner import running_operator

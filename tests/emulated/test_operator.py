@@ -152,8 +152,9 @@ def test_api_faults_converge_without_duplicates(emulator: EmulatorHandle) -> Non
 
 
 def test_the_operator_exports_its_own_metrics(emulator: EmulatorHandle) -> None:
-    from modeldeploy.sandbox.modeldeploy_operator import running_modeldeploy
     from prometheus_client import generate_latest
+
+    from modeldeploy.sandbox.modeldeploy_operator import running_modeldeploy
 
     with running_modeldeploy(emulator.url) as (_, context):
         emulator.create(model_deployment())

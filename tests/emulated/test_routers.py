@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+
 from modeldeploy.api import ModelDeploymentSpec
 from modeldeploy.kubeapi import KubeClient
 from modeldeploy.render import Owner

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from modeldeploy.export.errors import ExportError, one_line
 from modeldeploy.export.inputs import build_specs, parse_shape, random_inputs
 

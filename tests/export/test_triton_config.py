@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from modeldeploy.render.triton_config import TensorSpec, render_config_pbtxt
 
 EXPECTED = '''name: "resnet"

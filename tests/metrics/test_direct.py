@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
+
 from modeldeploy.api.spec import Provider
 from modeldeploy.metrics import DirectProvider, RevisionTarget, provider_for
 from modeldeploy.metrics.exposition import histogram_quantile

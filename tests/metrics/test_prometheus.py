@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+
 from modeldeploy.metrics import PrometheusProvider, RevisionTarget
 from modeldeploy.sandbox.prometheus import INSTALL_HINT, PrometheusServer, StaticTarget, find_prometheus
 

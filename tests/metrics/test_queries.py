@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+
 from modeldeploy.metrics import PrometheusProvider, RevisionTarget
 from modeldeploy.metrics.prometheus import builtin_queries, render_query, window
 

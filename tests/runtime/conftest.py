@@ -11,9 +11,10 @@ from pathlib import Path
 
 import onnx
 import pytest
+from onnx import TensorProto, helper
+
 from modelserver.faults import Faults
 from modelserver.server import ServerConfig, ServerHandle, serve
-from onnx import TensorProto, helper
 
 OPSET = [helper.make_opsetid("", 17)]
 

@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 import tritonclient.http as th
 import tritonclient.http.aio as tha
+from tritonclient.utils import InferenceServerException
+
 from modelserver.batching import Scheduler
 from modelserver.errors import ModelRunError
 from modelserver.metrics import ModelStats
 from modelserver.session import ModelSession
-from tritonclient.utils import InferenceServerException
 
 from .conftest import RunningServer
 

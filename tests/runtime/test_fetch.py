@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from modelserver import fetch
 
 pytestmark = pytest.mark.timeout(60)

@@ -19,10 +19,11 @@ import numpy as np
 import pytest
 import tritonclient.grpc as tg
 import tritonclient.http as th
+from tritonclient.utils import InferenceServerException
+
 from modelserver.cli import build_parser, main
 from modelserver.faults import Faults
 from modelserver.server import ServerConfig
-from tritonclient.utils import InferenceServerException
 
 from .conftest import RunningServer, ThreadedServer, fixed_graph, save_model
 

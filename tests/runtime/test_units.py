@@ -9,6 +9,7 @@ import onnxruntime as ort
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from modelserver.config_pbtxt import ConfigError, parse_config
 from modelserver.datatypes import deserialize_bytes, serialize_bytes
 from modelserver.errors import InvalidInput

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from modeldeploy.sandbox.cluster import Sandbox
 from modeldeploy.sandbox.emulator_server import EmulatorHandle, running_emulator
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import urllib.request
 
 import pytest
+
 from modeldeploy.sandbox.artifacts import ArtifactServer
 from modeldeploy.sandbox.cluster import AdmissionError, Sandbox, model_deployment
 from modeldeploy.sandbox.onnx_models import linear_model, sha256_digest

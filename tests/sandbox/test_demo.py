@@ -7,6 +7,7 @@ import re
 import time
 
 import pytest
+
 from modeldeploy.sandbox.demo import run_demo
 
 

@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+
 from modeldeploy.sandbox.artifacts import Artifact, ArtifactServer
 from modeldeploy.sandbox.container_runner import Backoff
 from modeldeploy.sandbox.deployments import new_pod

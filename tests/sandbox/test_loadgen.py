@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+
 from modeldeploy.sandbox.artifacts import ArtifactServer
 from modeldeploy.sandbox.emulator_server import EmulatorHandle, running_emulator, wait_until
 from modeldeploy.sandbox.kubelet import Kubelet

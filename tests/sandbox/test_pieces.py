@@ -7,6 +7,7 @@ from pathlib import Path
 
 import onnx
 import pytest
+
 from modeldeploy.sandbox.addresses import AddressPool, is_loopback
 from modeldeploy.sandbox.container_runner import Backoff
 from modeldeploy.sandbox.deployments import TEMPLATE_HASH_LABEL, deployment_status, new_pod, plan_scale, template_hash

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
 from modeldeploy.sandbox.cluster import Sandbox, model_deployment
 from modeldeploy.sandbox.prometheus import INSTALL_HINT, PrometheusServer, find_prometheus, sandbox_prometheus
 

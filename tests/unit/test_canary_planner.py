@@ -7,6 +7,7 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from modeldeploy.api import ModelDeploymentSpec, ModelDeploymentStatus
 from modeldeploy.api.status import Intent
 from modeldeploy.rollout import AnalysisSamples, GateResult, Observed, Plan, needs, plan

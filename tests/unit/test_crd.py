@@ -8,6 +8,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
+
 from modeldeploy.api import ModelDeploymentSpec
 from modeldeploy.api.admission import admit
 from modeldeploy.api.crd import CRD_FILE_NAME, crd_yaml, custom_resource_definition

@@ -11,6 +11,7 @@ import copy
 from typing import Any
 
 import pytest
+
 from modeldeploy.api.admission import admit
 from modeldeploy.api.semantics import spec_problems
 

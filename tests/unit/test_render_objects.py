@@ -6,6 +6,7 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
+
 from modeldeploy.render import (
     MANAGED_BY_LABEL,
     NAME_LABEL,

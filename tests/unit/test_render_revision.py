@@ -7,6 +7,7 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from modeldeploy.api import ModelDeploymentSpec
 from modeldeploy.render import (
     MANAGED_BY_LABEL,

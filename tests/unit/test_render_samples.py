@@ -7,6 +7,7 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 import yaml
+
 from modeldeploy.api import API_VERSION, KIND, ModelDeploymentSpec
 from modeldeploy.api.admission import admit
 from modeldeploy.api.semantics import spec_problems

@@ -7,6 +7,7 @@ import math
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from modeldeploy.rollout.statistics import (
     betainc,
     binomial_sf,
