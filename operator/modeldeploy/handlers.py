@@ -21,6 +21,7 @@ from .reconciler import Context, Reconciler
 from .render.labels import MANAGED_BY, MANAGED_BY_LABEL, NAME_LABEL
 from .settings import OperatorSettings
 from .telemetry import OperatorMetrics
+from .wakeups import WakeFilter, deployment_fingerprint, model_deployment_fingerprint, pod_fingerprint
 
 logger = logging.getLogger("modeldeploy")
 ERROR_BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
@@ -30,6 +31,7 @@ _wakers: dict[tuple[str, str], asyncio.Event] = {}
 # Held while a reconcile runs in its thread: cancelling the daemon cannot stop that thread, so
 # deletion waits for it instead of racing it (it would re-create what deletion removed).
 _locks: dict[tuple[str, str], asyncio.Lock] = {}
+_wake_filter = WakeFilter()
 
 
 def use_context(context: Context | None, settings: OperatorSettings | None = None) -> None:
@@ -103,19 +105,25 @@ async def run_model_deployment(namespace: str | None, name: str, stopped: kopf.D
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-async def wake_on_change(namespace: str | None, name: str | None, **_: Any) -> None:
-    _wake(namespace, name)
+async def wake_on_change(type: str | None, body: kopf.Body, namespace: str | None, name: str | None,
+                         **_: Any) -> None:
+    if _wake_filter.changed("ModelDeployment", type, dict(body), model_deployment_fingerprint(dict(body))):
+        _wake(namespace, name)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={MANAGED_BY_LABEL: MANAGED_BY})
-async def wake_on_deployment(namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
-    _wake(namespace, labels.get(NAME_LABEL))
+async def wake_on_deployment(type: str | None, body: kopf.Body, namespace: str | None, labels: kopf.Labels,
+                             **_: Any) -> None:
+    if _wake_filter.changed("Deployment", type, dict(body), deployment_fingerprint(dict(body))):
+        _wake(namespace, labels.get(NAME_LABEL))
 
 
 @kopf.on.event("", "v1", "pods", labels={MANAGED_BY_LABEL: MANAGED_BY})
-async def wake_on_pod(namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
+async def wake_on_pod(type: str | None, body: kopf.Body, namespace: str | None, labels: kopf.Labels,
+                      **_: Any) -> None:
     # Pod failures (a digest mismatch, a crash) show on pods before their Deployment changes.
-    _wake(namespace, labels.get(NAME_LABEL))
+    if _wake_filter.changed("Pod", type, dict(body), pod_fingerprint(dict(body))):
+        _wake(namespace, labels.get(NAME_LABEL))
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)

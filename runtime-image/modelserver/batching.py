@@ -37,7 +37,16 @@ Outputs = dict[str, Array]
 # Pipeline batches only when a sample costs more compute than the event loop spends per request
 # (~50-250 us): then the ORT thread is the bottleneck and must not wait for the loop.
 PIPELINE_MIN_SAMPLE_NS = 100_000
+# A batch expected to take at most this long runs on the event loop itself when nothing else is
+# queued, arriving or running: the two thread handoffs (wake the ORT thread, wake the loop) cost
+# more than such a run blocks the loop.
+INLINE_MAX_NS = 50_000
 _ERROR = "\0error"  # key marking a per-request failure inside a batch result
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class _Pending:
@@ -76,7 +85,11 @@ class Scheduler:
         self.target = max(preferred) if preferred else limit
         self.delay_s = max_queue_delay_us / 1e6
         self.instances = max(1, instances)
-        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        # A plain deque plus one waiter future instead of asyncio.Queue: the queue's bookkeeping
+        # (unfinished-task counter, Event, waiter deque) and wait_for's extra task per timed wait
+        # were a visible share of the per-request event-loop work. Only the dispatcher waits.
+        self._queue: collections.deque[_Pending] = collections.deque()
+        self._waiter: asyncio.Future[None] | None = None
         self._held: collections.deque[_Pending] = collections.deque()
         self._workers: list[asyncio.Task[None]] = []
         # Batches handed to the ORT threads (None tells a thread to exit).
@@ -84,7 +97,7 @@ class Scheduler:
         self._threads: list[threading.Thread] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._in_flight = 0
-        self._sample_ns = 0  # smoothed compute time per sample, decides on pipelining
+        self._sample_ns = -1  # smoothed compute time per sample (-1: not measured yet)
         self._slot: asyncio.Future[None] | None = None  # the dispatcher waits on it when all slots are used
         # Requests whose body is still being received/decoded; the front ends keep it up to date.
         self.arriving = 0
@@ -120,7 +133,10 @@ class Scheduler:
         gap = min(pending.enqueued - self._last_arrival, 1_000_000_000)
         self._gap_ns = (3 * self._gap_ns + gap) // 4
         self._last_arrival = pending.enqueued
-        self._queue.put_nowait(pending)
+        self._queue.append(pending)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
         return fut
 
     async def infer(self, feeds: dict[str, Array], batch: int, outputs: list[str] | None) -> Outputs:
@@ -129,7 +145,21 @@ class Scheduler:
     async def _next(self) -> _Pending:
         if self._held:
             return self._held.popleft()
-        return await self._queue.get()
+        while not self._queue:
+            await self._arrival(None)
+        return self._queue.popleft()
+
+    async def _arrival(self, timeout_s: float | None) -> None:
+        """Wait until ``submit`` queues a request, or at most ``timeout_s`` seconds."""
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        timer = None if timeout_s is None else loop.call_later(timeout_s, _wake, waiter)
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+            if timer is not None:
+                timer.cancel()
 
     async def _gather(self, first: _Pending) -> list[_Pending]:
         group, size = [first], first.batch
@@ -137,9 +167,9 @@ class Scheduler:
         deadline = first.enqueued + int(self.delay_s * 1e9)
         idle_turns = 0
         while size < self.target:
-            try:
-                item = self._queue.get_nowait()
-            except asyncio.QueueEmpty:
+            if self._queue:
+                item = self._queue.popleft()
+            else:
                 now = time.perf_counter_ns()
                 if now >= deadline:
                     break
@@ -159,10 +189,10 @@ class Scheduler:
                     wait_ns = min(deadline - now, 2 * self._gap_ns)
                 else:
                     break
-                try:
-                    item = await asyncio.wait_for(self._queue.get(), wait_ns / 1e9)
-                except TimeoutError:
-                    break
+                await self._arrival(wait_ns / 1e9)
+                if not self._queue:
+                    break  # timed out
+                item = self._queue.popleft()
             idle_turns = 0
             if key is None:
                 key = first.key()
@@ -188,6 +218,21 @@ class Scheduler:
             group = await self._gather(first) if self.batching else [first]
             self.stats.pending -= len(group)
             self._in_flight += 1
+            if (
+                self._in_flight == 1
+                and not self._queue
+                and not self._held
+                and self.arriving == 0
+                and 0 <= self._sample_ns * sum(p.batch for p in group) <= INLINE_MAX_NS
+            ):
+                start = time.perf_counter_ns()
+                try:
+                    results, compute_ns = self._execute(group)
+                except Exception as exc:
+                    self._deliver(group, start, [], 0, exc)
+                else:
+                    self._deliver(group, start, results, compute_ns, None)
+                continue
             self._jobs.put(group)
 
     def _thread_main(self) -> None:
@@ -225,7 +270,8 @@ class Scheduler:
         # Per request, as Triton counts: each request of a batch is charged the batch's compute time.
         self.stats.observe_execution(sum(start - p.enqueued for p in group), compute_ns * len(group))
         samples = sum(p.batch for p in group) or 1
-        self._sample_ns = (3 * self._sample_ns + compute_ns // samples) // 4
+        per_sample = compute_ns // samples
+        self._sample_ns = per_sample if self._sample_ns < 0 else (3 * self._sample_ns + per_sample) // 4
         for p, out in zip(group, results, strict=True):
             if p.future.done():  # the client went away
                 continue

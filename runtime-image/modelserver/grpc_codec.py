@@ -97,7 +97,7 @@ def _from_contents(t: Any, dtype: np.dtype[Any], count: int) -> Array:
 def encode_response(
     req: pb.ModelInferRequest, version: int, session: ModelSession, outputs: dict[str, Array]
 ) -> pb.ModelInferResponse:
-    datatypes = {s.name: s.datatype for s in session.outputs}
+    datatypes = session.output_datatypes
     resp = pb.ModelInferResponse(model_name=req.model_name, model_version=str(version), id=req.id)
     raw: list[bytes] = []
     for name, arr in outputs.items():

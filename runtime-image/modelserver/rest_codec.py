@@ -156,7 +156,7 @@ def encode_response(
     """The body and, when binary tensors follow the JSON header, the header's length."""
     out_json: list[dict[str, Any]] = []
     blobs: list[memoryview] = []
-    datatypes = {s.name: s.datatype for s in session.outputs}
+    datatypes = session.output_datatypes
     for name, arr in outputs.items():
         datatype = datatypes[name]
         entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(arr.shape)}

@@ -74,6 +74,7 @@ class ModelSession:
         self.outputs = [self._spec(a) for a in self.session.get_outputs()]
         self.input_by_name = {s.name: s for s in self.inputs}
         self.output_names = [s.name for s in self.outputs]
+        self.output_datatypes = {s.name: s.datatype for s in self.outputs}
         self.output_set = frozenset(self.output_names)
         batchable = all(s.shape and s.shape[0] == -1 for s in [*self.inputs, *self.outputs])
         # Triton semantics: max_batch_size > 0 means every tensor carries a leading batch dim.

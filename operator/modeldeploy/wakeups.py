@@ -1,0 +1,53 @@
+"""Which watch events are worth a reconcile: fingerprints of what the planner reads.
+
+The operator's own writes come back as watch events; without this filter each status write, child
+apply and annotation would wake another (no-op) reconcile. Fingerprints only live in memory: after a
+restart every object is seen anew, which wakes it once — harmless.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+Fingerprint = tuple[Any, ...]
+
+
+def model_deployment_fingerprint(body: dict[str, Any]) -> Fingerprint:
+    """Spec changes (generation), manual intents and deletion: not our own status writes."""
+    meta = body.get("metadata") or {}
+    intent = (body.get("status") or {}).get("intent")
+    return meta.get("generation"), json.dumps(intent, sort_keys=True), bool(meta.get("deletionTimestamp"))
+
+
+def deployment_fingerprint(body: dict[str, Any]) -> Fingerprint:
+    status = body.get("status") or {}
+    return ((body.get("spec") or {}).get("replicas"), status.get("readyReplicas"), status.get("availableReplicas"),
+            status.get("updatedReplicas"))
+
+
+def pod_fingerprint(body: dict[str, Any]) -> Fingerprint:
+    """Readiness, scheduling and container states: what failure classification reads."""
+    status = body.get("status") or {}
+    conditions = tuple(sorted((c.get("type"), c.get("status"), c.get("reason"))
+                              for c in status.get("conditions") or []))
+    containers = tuple(
+        (c.get("name"), c.get("ready"), c.get("restartCount"), json.dumps(c.get("state"), sort_keys=True))
+        for c in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])])
+    return status.get("phase"), status.get("podIP"), conditions, containers
+
+
+class WakeFilter:
+    def __init__(self) -> None:
+        self._seen: dict[tuple[str, str, str], Fingerprint] = {}
+
+    def changed(self, kind: str, event_type: str | None, body: dict[str, Any], fingerprint: Fingerprint) -> bool:
+        meta = body.get("metadata") or {}
+        key = (kind, meta.get("namespace", ""), meta.get("name", ""))
+        if event_type == "DELETED":
+            self._seen.pop(key, None)
+            return True
+        if self._seen.get(key) == fingerprint:
+            return False
+        self._seen[key] = fingerprint
+        return True

@@ -1,0 +1,38 @@
+"""Watch events wake a reconcile only when something the planner reads changed."""
+
+from __future__ import annotations
+
+from modeldeploy.wakeups import WakeFilter, deployment_fingerprint, model_deployment_fingerprint, pod_fingerprint
+
+
+def md(generation: int, status: dict | None = None) -> dict:  # type: ignore[type-arg]
+    return {"metadata": {"name": "m", "namespace": "ml", "generation": generation}, "status": status or {}}
+
+
+def test_own_status_writes_do_not_wake_but_spec_changes_and_intents_do() -> None:
+    wake = WakeFilter()
+    seen = lambda body, kind="MD", event="MODIFIED": wake.changed(  # noqa: E731
+        kind, event, body, model_deployment_fingerprint(body))
+    assert seen(md(1)) is True  # first sight
+    assert seen(md(1, {"phase": "Healthy", "conditions": [{"type": "Ready"}]})) is False  # our status write
+    assert seen(md(2, {"phase": "Healthy"})) is True  # a spec change
+    assert seen(md(2, {"phase": "Healthy", "intent": {"action": "pause"}})) is True  # an intent
+    assert seen(md(2, {"phase": "Healthy", "intent": {"action": "pause"}})) is False
+    assert seen(md(2), event="DELETED") is True
+
+
+def test_deployments_and_pods_wake_on_readiness_and_container_state_only() -> None:
+    wake = WakeFilter()
+    deployment = {"metadata": {"name": "d", "namespace": "ml", "annotations": {"a": "1"}},
+                  "spec": {"replicas": 2}, "status": {"readyReplicas": 1}}
+    assert wake.changed("Deployment", None, deployment, deployment_fingerprint(deployment)) is True
+    relabelled = {**deployment, "metadata": {**deployment["metadata"], "labels": {"role": "stable"}}}
+    assert wake.changed("Deployment", "MODIFIED", relabelled, deployment_fingerprint(relabelled)) is False
+    ready = {**deployment, "status": {"readyReplicas": 2}}
+    assert wake.changed("Deployment", "MODIFIED", ready, deployment_fingerprint(ready)) is True
+    pod = {"metadata": {"name": "p", "namespace": "ml"}, "status": {"phase": "Pending"}}
+    crashed = {"metadata": pod["metadata"], "status": {"phase": "Pending", "initContainerStatuses": [
+        {"name": "fetch", "state": {"terminated": {"exitCode": 3}}, "restartCount": 0}]}}
+    assert wake.changed("Pod", None, pod, pod_fingerprint(pod)) is True
+    assert wake.changed("Pod", "MODIFIED", crashed, pod_fingerprint(crashed)) is True
+    assert wake.changed("Pod", "MODIFIED", crashed, pod_fingerprint(crashed)) is False
