@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -158,3 +160,76 @@ def test_scheduler_merges_queued_requests_and_isolates_a_failure(model_repositor
     assert isinstance(results[2], ModelRunError)
     good = [r["OUT"].tolist() for r in results if isinstance(r, dict)]
     assert good == [[[10.0]], [[20.0]], [[30.0]]]
+
+
+@pytest.mark.parametrize("mode", ["thread", "inline", "pipelined"])
+def test_scheduler_modes_answer_every_request_and_count_executions(
+    model_repository: Path, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    """Runs on the ORT thread, inline on the loop (tiny models, idle queue) and pipelined
+    (two batches in flight) all deliver each request its own rows and keep the counters exact."""
+    import modelserver.batching as batching
+
+    # Force the mode: inline needs a measured per-sample time under INLINE_MAX_NS, pipelining
+    # one at or above PIPELINE_MIN_SAMPLE_NS.
+    monkeypatch.setattr(batching, "INLINE_MAX_NS", 10**12 if mode == "inline" else -1)
+    monkeypatch.setattr(batching, "PIPELINE_MIN_SAMPLE_NS", 0 if mode == "pipelined" else 10**12)
+    session = ModelSession(
+        "gather_batched",
+        1,
+        model_repository / "gather_batched" / "1" / "model.onnx",
+        providers=["CPUExecutionProvider"],
+        max_batch_size=8,
+    )
+    threads: list[str] = []
+    real_run = session.run
+
+    def run_and_record(*args: Any, **kwargs: Any) -> Any:
+        threads.append(threading.current_thread().name)
+        return real_run(*args, **kwargs)
+
+    monkeypatch.setattr(session, "run", run_and_record)
+    stats = ModelStats("1")
+    sched = Scheduler(session, stats, dynamic_batching=True, max_queue_delay_us=100)
+    in_flight: list[int] = []
+    real_put = sched._jobs.put
+
+    def put_and_record(group: Any) -> None:
+        in_flight.append(sched._in_flight)
+        real_put(group)
+
+    monkeypatch.setattr(sched._jobs, "put", put_and_record)
+
+    async def run() -> list[object]:
+        sched.start()
+        try:
+            # A first request measures the model; then waves of concurrent ones (with a bad one).
+            first = await sched.infer({"IDX": np.array([[0]], dtype=np.int64)}, 1, None)
+            results: list[object] = [first]
+            for wave in range(20):
+                idx = [(wave + i) % 3 for i in range(12)] + ([7] if wave % 5 == 0 else [])
+                futs = [sched.submit({"IDX": np.array([[i]], dtype=np.int64)}, 1, None) for i in idx]
+                results += await asyncio.gather(*futs, return_exceptions=True)
+                await asyncio.sleep(0)
+            return results
+        finally:
+            await sched.stop()
+
+    results = asyncio.run(run())
+    errors = [r for r in results if isinstance(r, BaseException)]
+    assert len(errors) == 4 and all(isinstance(e, ModelRunError) for e in errors)
+    good = [r["OUT"][0, 0] for r in results if isinstance(r, dict)]
+    expected = [10.0] + [[10.0, 20.0, 30.0][(w + i) % 3] for w in range(20) for i in range(12)]
+    assert good == expected
+    assert stats.pending == 0
+    assert 1 <= stats.exec_count <= len(results)
+    assert stats.queue_ns >= 0 and stats.compute_ns > 0
+    main = threading.main_thread().name
+    if mode == "inline":
+        assert threads.count(main) >= len(threads) // 2  # the first runs, before a measurement, do not
+    else:
+        assert main not in threads
+    if mode == "pipelined":
+        assert max(in_flight) == 2  # one batch running, the next one already handed over
+    else:
+        assert max(in_flight, default=1) == 1
