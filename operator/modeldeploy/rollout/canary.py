@@ -13,6 +13,8 @@ progress deadline rolls back: traffic returns to the stable, the canary is remov
 from __future__ import annotations
 
 import math
+from dataclasses import replace
+from datetime import timedelta
 
 from ..api.spec import ModelDeploymentSpec
 from ..api.status import AnalysisStatus
@@ -23,6 +25,7 @@ from .builder import (
     Builder,
     deadline_failure,
     deadline_passed,
+    iso,
     parse_time,
     ready,
     stable_replicas,
@@ -92,10 +95,6 @@ def _apply_intent(builder: Builder, candidate: str, hash_: str) -> Plan | None:
 
 
 def _shift(text: str, seconds: float) -> str:
-    from datetime import timedelta
-
-    from .builder import iso
-
     return iso(parse_time(text) + timedelta(seconds=seconds))
 
 
@@ -240,8 +239,6 @@ def _steps(builder: Builder, spec: ModelDeploymentSpec, stable: str, candidate: 
 
 def _observed_with(builder: Builder) -> Observed:
     """The observation as the next round will see it (this round's status), for due-time math."""
-    from dataclasses import replace
-
     return replace(builder.observed, status=builder.status)
 
 
