@@ -3,8 +3,9 @@
 With batching on, a worker takes the first waiting request and then every compatible one
 already queued (same non-batch dims), waiting up to ``max_queue_delay_us`` for more until
 the batch reaches the largest preferred size (or max_batch_size). Concatenation, the ORT
-run and the split all happen in the worker's thread, off the event loop. Requests of a
-different shape wait for the next batch rather than being dropped.
+run and the split all happen in an ORT thread, off the event loop (except tiny models at low
+load, see INLINE_MAX_NS). Requests of a different shape wait for the next batch rather than
+being dropped.
 
 Pipelining: one dispatcher coroutine gathers batches and hands them to dedicated ORT threads
 through a ``queue.SimpleQueue``; each thread posts its result back with a single
@@ -37,10 +38,12 @@ Outputs = dict[str, Array]
 # Pipeline batches only when a sample costs more compute than the event loop spends per request
 # (~50-250 us): then the ORT thread is the bottleneck and must not wait for the loop.
 PIPELINE_MIN_SAMPLE_NS = 100_000
-# A batch expected to take at most this long runs on the event loop itself when nothing else is
-# queued, arriving or running: the two thread handoffs (wake the ORT thread, wake the loop) cost
-# more than such a run blocks the loop.
+# A batch expected to take at most this long runs on the event loop itself at low load (requests
+# further apart than INLINE_MIN_GAP_NS, nothing else queued, arriving or running): the two thread
+# handoffs (wake the ORT thread, wake the loop) cost more than such a run blocks the loop. Under
+# load the thread keeps the loop free to read the next requests, which then batch together.
 INLINE_MAX_NS = 50_000
+INLINE_MIN_GAP_NS = 100_000
 _ERROR = "\0error"  # key marking a per-request failure inside a batch result
 
 
@@ -104,6 +107,7 @@ class Scheduler:
         self._last_group = 1
         self._last_arrival = 0
         self._gap_ns = 1_000_000_000
+        self._last_gap_ns = 1_000_000_000  # unsmoothed, so inline runs stop from a burst's second request
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -132,6 +136,7 @@ class Scheduler:
         # Smoothed inter-arrival gap (capped so one idle pause does not dominate it).
         gap = min(pending.enqueued - self._last_arrival, 1_000_000_000)
         self._gap_ns = (3 * self._gap_ns + gap) // 4
+        self._last_gap_ns = gap
         self._last_arrival = pending.enqueued
         self._queue.append(pending)
         waiter = self._waiter
@@ -223,6 +228,7 @@ class Scheduler:
                 and not self._queue
                 and not self._held
                 and self.arriving == 0
+                and self._last_gap_ns >= INLINE_MIN_GAP_NS
                 and 0 <= self._sample_ns * sum(p.batch for p in group) <= INLINE_MAX_NS
             ):
                 start = time.perf_counter_ns()

@@ -173,6 +173,7 @@ def test_scheduler_modes_answer_every_request_and_count_executions(
     # Force the mode: inline needs a measured per-sample time under INLINE_MAX_NS, pipelining
     # one at or above PIPELINE_MIN_SAMPLE_NS.
     monkeypatch.setattr(batching, "INLINE_MAX_NS", 10**12 if mode == "inline" else -1)
+    monkeypatch.setattr(batching, "INLINE_MIN_GAP_NS", 0)
     monkeypatch.setattr(batching, "PIPELINE_MIN_SAMPLE_NS", 0 if mode == "pipelined" else 10**12)
     session = ModelSession(
         "gather_batched",
@@ -192,13 +193,19 @@ def test_scheduler_modes_answer_every_request_and_count_executions(
     stats = ModelStats("1")
     sched = Scheduler(session, stats, dynamic_batching=True, max_queue_delay_us=100)
     in_flight: list[int] = []
-    real_put = sched._jobs.put
 
-    def put_and_record(group: Any) -> None:
-        in_flight.append(sched._in_flight)
-        real_put(group)
+    class RecordingJobs:  # records how many batches are in flight as each is handed over
+        def __init__(self, jobs: Any) -> None:
+            self.jobs = jobs
 
-    monkeypatch.setattr(sched._jobs, "put", put_and_record)
+        def put(self, group: Any) -> None:
+            in_flight.append(sched._in_flight)
+            self.jobs.put(group)
+
+        def get(self) -> Any:
+            return self.jobs.get()
+
+    monkeypatch.setattr(sched, "_jobs", RecordingJobs(sched._jobs))
 
     async def run() -> list[object]:
         sched.start()
