@@ -49,6 +49,10 @@ def test_fetch_and_serve_become_modelserver_processes_with_mapped_paths(tmp_path
     assert launch.env["MODELSERVER_FAULT_LATENCY_MS"] == "5" and "S" not in launch.env
     assert not any(key.startswith("PYTEST") for key in launch.env)  # nothing of this process leaks in
 
+    # An interpreter under /tmp (a CI checkout there) is the host's, not a path in the pod.
+    launch = plan_launch(serve, volumes=volumes, address="a", pod_dir=tmp_path, attempt=3, python="/tmp/ci/bin/python")
+    assert launch.argv[0] == "/tmp/ci/bin/python"
+
     with pytest.raises(UnsupportedContainer, match="tritonserver"):
         plan_launch(
             {"name": "server", "command": ["tritonserver"]}, volumes={}, address="a", pod_dir=tmp_path, attempt=1

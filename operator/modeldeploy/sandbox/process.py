@@ -92,7 +92,10 @@ def plan_launch(
         ),
         key=lambda item: -len(item[0]),
     )
-    argv = [_map_path(arg, mounts) for arg in _argv(container, python)]
+    # Only the container's arguments live in the pod's filesystem: the interpreter is the host's
+    # (it may itself sit under /tmp, e.g. a CI checkout there, and must not be remapped).
+    interpreter, *arguments = _argv(container, python)
+    argv = [interpreter, *(_map_path(arg, mounts) for arg in arguments)]
     subcommand = argv[3] if len(argv) > 3 else ""
     termination_log = pod_dir / "termination-log" / f"{name}-{attempt}"
     if subcommand == "serve":
