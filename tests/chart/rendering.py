@@ -23,7 +23,7 @@ FULL_VALUES: dict[str, Any] = {
     "runtimeImages": {"modelserver": "registry.example/modelserver:dev",
                       "modelserverGpu": "registry.example/modelserver:dev-gpu",
                       "triton": "nvcr.io/nvidia/tritonserver:24.10-py3"},
-    "operator": {"verbose": True, "extraArgs": ["--log-format=json"], "resyncSeconds": 120,
+    "operator": {"verbose": True, "logFormat": "plain", "resyncSeconds": 120,
                  "extraEnv": [{"name": "TZ", "value": "UTC"}]},
     "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
     "podMonitor": {"enabled": True, "labels": {"release": "prometheus"}},

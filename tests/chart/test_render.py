@@ -158,6 +158,6 @@ def test_dashboard_configmap_carries_the_committed_json() -> None:
 
 
 def test_operator_container_args_default_and_namespaced() -> None:
-    assert operator_container(render())["args"] == ["--all-namespaces"]
+    assert operator_container(render())["args"] == ["--all-namespaces", "--log-format=json"]
     assert operator_container(render(FULL_VALUES))["args"] == [
-        "--namespace=ml", "--namespace=risk", "--verbose", "--log-format=json"]
+        "--namespace=ml", "--namespace=risk", "--verbose", "--log-format=plain"]
