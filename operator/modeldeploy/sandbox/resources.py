@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from ..kubeapi import KindInfo
+
 ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 
 
@@ -38,16 +40,8 @@ class ResourceDecl:
         return "status" in self.subresources
 
     def path(self, namespace: str | None = None, name: str | None = None, subresource: str | None = None) -> str:
-        prefix = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
-        parts = [prefix]
-        if self.namespaced and namespace is not None:
-            parts.append(f"namespaces/{namespace}")
-        parts.append(self.plural)
-        if name is not None:
-            parts.append(name)
-            if subresource:
-                parts.append(subresource)
-        return "/".join(parts)
+        # The same URL layout the operator's client uses: one definition of it.
+        return KindInfo(self.group, self.version, self.plural, self.namespaced).path(namespace, name, subresource)
 
 
 def _decl(api_version: str, plural: str, kind: str, **kwargs: object) -> ResourceDecl:
