@@ -149,6 +149,8 @@ def test_api_faults_converge_without_duplicates(emulator: EmulatorHandle) -> Non
         assert revisions(emulator) == [revision]
         assert len(emulator.list(SERVICES, NAMESPACE)) == 2  # the revision's and the main one
         assert status["stableRevision"] == revision
+        counts = emulator.counts()  # the faults really were hit: retries happened
+        assert counts[("create", DEPLOYMENTS)] >= 3 and counts[("patch", f"{MD}/status")] >= 3, counts
 
 
 def test_the_operator_exports_its_own_metrics(emulator: EmulatorHandle) -> None:
