@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import os
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -164,6 +165,7 @@ class KubeClient:
         api_client: kubernetes.client.ApiClient | None = None,
         user_agent: str = "modeldeploy-operator",
         timeout: float = 30.0,
+        discover: bool = False,
     ) -> None:
         if api_client is None:
             configuration = kubernetes.client.Configuration()
@@ -175,6 +177,27 @@ class KubeClient:
             api_client.configuration.host = host
         api_client.user_agent = user_agent
         self._api, self._timeout = api_client, timeout
+        # The operator knows its kinds (KINDS, which the chart's RBAC mirrors); tools may discover others.
+        self._discovered: dict[tuple[str, str], KindInfo] | None = {} if discover else None
+
+    def kind_info(self, api_version: str, kind: str) -> KindInfo:
+        """Where ``kind`` lives: from :data:`KINDS`, else (``discover=True``) from the API's discovery."""
+        known = KINDS.get((api_version, kind))
+        if known is not None:
+            return known
+        if self._discovered is None:
+            return kind_info(api_version, kind)  # raises, naming KINDS
+        if (api_version, kind) not in self._discovered:
+            path = f"/apis/{api_version}" if "/" in api_version else f"/api/{api_version}"
+            group, _, version = api_version.rpartition("/")
+            for resource in self.request("GET", path).get("resources") or []:
+                if "/" not in resource["name"]:
+                    info = KindInfo(group, version, resource["name"], bool(resource.get("namespaced")))
+                    self._discovered[api_version, resource["kind"]] = info
+        try:
+            return self._discovered[api_version, kind]
+        except KeyError:
+            raise KeyError(f"the API serves no kind {kind} in {api_version}") from None
 
     @classmethod
     def from_environment(cls, **kwargs: Any) -> KubeClient:
@@ -184,6 +207,14 @@ class KubeClient:
             kubernetes.config.load_incluster_config(client_configuration=configuration)
         except kubernetes.config.ConfigException:
             kubernetes.config.load_kube_config(client_configuration=configuration)
+        return cls(api_client=kubernetes.client.ApiClient(configuration), **kwargs)
+
+    @classmethod
+    def from_kubeconfig(cls, path: str | os.PathLike[str], context: str | None = None, **kwargs: Any) -> KubeClient:
+        """A client for one kubeconfig file (its current context unless ``context`` is given)."""
+        configuration = kubernetes.client.Configuration()
+        kubernetes.config.load_kube_config(config_file=os.fspath(path), context=context,
+                                           client_configuration=configuration)
         return cls(api_client=kubernetes.client.ApiClient(configuration), **kwargs)
 
     @property
@@ -232,7 +263,7 @@ class KubeClient:
 
     def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> Obj | None:
         try:
-            return dict(self.request("GET", kind_info(api_version, kind).path(namespace, name)))
+            return dict(self.request("GET", self.kind_info(api_version, kind).path(namespace, name)))
         except NotFound:
             return None
 
@@ -246,19 +277,19 @@ class KubeClient:
         """All objects (of a namespace, or of all namespaces with ``namespace=None``), with apiVersion/kind."""
         selector = format_label_selector(label_selector)
         query = [("labelSelector", selector)] if selector else []
-        answer = self.request("GET", kind_info(api_version, kind).path(namespace), query=query)
+        answer = self.request("GET", self.kind_info(api_version, kind).path(namespace), query=query)
         # The API omits apiVersion/kind on list items; callers get complete objects.
         return [{"apiVersion": api_version, "kind": kind, **item} for item in answer.get("items") or []]
 
     def create(self, obj: Mapping[str, Any]) -> Obj:
         meta = obj.get("metadata") or {}
-        path = kind_info(obj["apiVersion"], obj["kind"]).path(meta.get("namespace"))
+        path = self.kind_info(obj["apiVersion"], obj["kind"]).path(meta.get("namespace"))
         return dict(self.request("POST", path, body=dict(obj)))
 
     def replace(self, obj: Mapping[str, Any], subresource: str | None = None) -> Obj:
         """PUT: carries ``metadata.resourceVersion`` if the object has one (→ :class:`Conflict` if stale)."""
         meta = obj["metadata"]
-        path = kind_info(obj["apiVersion"], obj["kind"]).path(meta.get("namespace"), meta["name"], subresource)
+        path = self.kind_info(obj["apiVersion"], obj["kind"]).path(meta.get("namespace"), meta["name"], subresource)
         return dict(self.request("PUT", path, body=dict(obj)))
 
     def merge_patch(
@@ -271,7 +302,7 @@ class KubeClient:
         subresource: str | None = None,
     ) -> Obj:
         """RFC 7386 merge patch (``None`` deletes a key; lists are replaced as a whole)."""
-        path = kind_info(api_version, kind).path(namespace, name, subresource)
+        path = self.kind_info(api_version, kind).path(namespace, name, subresource)
         return dict(self.request("PATCH", path, body=dict(patch), content_type=MERGE_PATCH))
 
     def json_patch(
@@ -284,7 +315,7 @@ class KubeClient:
         subresource: str | None = None,
     ) -> Obj:
         """RFC 6902 patch; a failed ``test`` op raises :class:`Invalid`."""
-        path = kind_info(api_version, kind).path(namespace, name, subresource)
+        path = self.kind_info(api_version, kind).path(namespace, name, subresource)
         return dict(self.request("PATCH", path, body=[dict(op) for op in ops], content_type=JSON_PATCH))
 
     def delete(
@@ -293,7 +324,7 @@ class KubeClient:
         """Delete (or start deleting, if finalizers hold it); False if it was not there."""
         body = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": propagation}
         try:
-            self.request("DELETE", kind_info(api_version, kind).path(namespace, name), body=body)
+            self.request("DELETE", self.kind_info(api_version, kind).path(namespace, name), body=body)
         except NotFound:
             return False
         return True

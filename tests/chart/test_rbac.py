@@ -7,6 +7,9 @@ Where each rule comes from (checked against the code of modeldeploy and of kopf 
 * modeldeployments/status patch: the reconciler merge-patches status (resourceVersion-guarded).
   Nothing GETs or PUTs the subresource (reads go to the main resource; kopf keeps its state in
   annotations, not status), so neither get nor update is granted.
+* modeldeployments/finalizers update: children set blockOwnerDeletion in their ownerReferences, which
+  OwnerReferencesPermissionEnforcement allows only to who may update the owner's finalizers (the
+  real-control-plane tests run the operator with this RBAC and that plugin on).
 * deployments get/list/watch/create/patch/delete: KubeClient.apply (GET, POST, merge PATCH),
   observe/delete_children (list), _delete_revision (DELETE), kopf's on.event watch.
 * services/hpas/pdbs/httproutes get/list/create/patch/delete: apply + delete_children.
@@ -30,6 +33,7 @@ Rule = tuple[str, str, frozenset[str]]
 NAMESPACED_RULES: set[Rule] = {
     ("serving.modeldeploy.dev", "modeldeployments", frozenset({"get", "list", "watch", "patch"})),
     ("serving.modeldeploy.dev", "modeldeployments/status", frozenset({"patch"})),
+    ("serving.modeldeploy.dev", "modeldeployments/finalizers", frozenset({"update"})),
     ("apps", "deployments", frozenset({"get", "list", "watch", "create", "patch", "delete"})),
     ("", "services", frozenset({"get", "list", "create", "patch", "delete"})),
     ("autoscaling", "horizontalpodautoscalers", frozenset({"get", "list", "create", "patch", "delete"})),

@@ -105,7 +105,8 @@ def test_entrypoint_without_pod_ip_still_gets_a_priority(tmp_path: Path) -> None
 def test_the_handlers_import_with_only_the_operator_extra() -> None:
     """The image has the base dependencies and the operator extra, nothing from runtime/export/dev."""
     absent = ["numpy", "onnx", "onnxruntime", "torch", "celpy", "jsonschema", "grpc", "tritonclient",
-              "boto3", "modelserver", "kmock", "hypothesis", "helm_python", "kubernetes_validate", "lupa"]
+              "boto3", "modelserver", "kmock", "hypothesis", "helm_python", "kubernetes_validate", "lupa",
+              "modeldeploy_sandbox"]
     code = f"""
 import importlib.abc, sys
 class Block(importlib.abc.MetaPathFinder):

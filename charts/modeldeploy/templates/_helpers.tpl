@@ -54,6 +54,11 @@ What the operator calls in the namespaces it serves -- exactly, nothing more (se
 - apiGroups: ["serving.modeldeploy.dev"]
   resources: ["modeldeployments/status"]
   verbs: ["patch"]
+# Children carry blockOwnerDeletion; with OwnerReferencesPermissionEnforcement (on in OpenShift)
+# setting it needs update on the owner's finalizers.
+- apiGroups: ["serving.modeldeploy.dev"]
+  resources: ["modeldeployments/finalizers"]
+  verbs: ["update"]
 - apiGroups: ["apps"]
   resources: ["deployments"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]

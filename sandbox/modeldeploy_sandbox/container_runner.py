@@ -4,6 +4,9 @@ Its :meth:`ContainerRunner.status` is the container's entry in the pod status, a
 writes it: ``state`` (waiting / running / terminated), ``lastState``, ``restartCount``, ``ready``.
 After a failed exit the container shows ``terminated`` briefly, then ``waiting: CrashLoopBackOff``
 with the exit in ``lastState`` until the back-off (base * 2^n, capped) has passed.
+
+A container with ``resources.limits.memory`` is watched as the cgroup's OOM killer would watch it:
+once its resident memory passes the limit it is killed and shows ``terminated: OOMKilled``, 137.
 """
 
 from __future__ import annotations
@@ -13,10 +16,11 @@ import datetime
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from modeldeploy.sandbox.probes import ReadinessProbe
-from modeldeploy.sandbox.process import ContainerProcess, Launch, UnsupportedContainer
+from modeldeploy_sandbox.probes import ReadinessProbe
+from modeldeploy_sandbox.process import ContainerProcess, Launch, UnsupportedContainer
 
 START_ERROR_EXIT_CODE = 128  # what container runtimes report when the process cannot be started
+OOM_EXIT_CODE = 137  # SIGKILL by the kernel's OOM killer, as runtimes report it
 TERMINATED_DISPLAY_S = 0.3  # a failed exit is shown as `terminated` this long before CrashLoopBackOff
 
 
@@ -54,8 +58,10 @@ class ContainerRunner:
         restart_policy: str,
         pod_label: str,
         probe: ReadinessProbe | None = None,
+        memory_limit: int | None = None,
     ) -> None:
         self.spec, self.name, self.init = spec, str(spec["name"]), init
+        self.memory_limit = memory_limit
         self._plan, self._backoff, self._restart_policy = plan, backoff, restart_policy
         self._pod_label = pod_label  # "<name>_<namespace>(<uid>)" as in the kubelet's messages
         self.probe = probe
@@ -77,11 +83,15 @@ class ContainerRunner:
     def step(self, now: float) -> None:
         if self.process is not None and self.process.finished_at is None:
             code = self.process.poll()
-            if code is None:
+            if code is None and self.memory_limit is not None and self.process.rss() > self.memory_limit:
+                self.process.kill_and_reap(0.0)
+                self._exited(OOM_EXIT_CODE, "", self.process.started_at, now, reason="OOMKilled")
+            elif code is None:
                 if self.probe is not None:
                     self.ready = self.probe.step(now)
                 return
-            self._exited(code, self.process.message(code), self.process.started_at, now)
+            else:
+                self._exited(code, self.process.message(code), self.process.started_at, now)
         if not self.done and (self._restart_at is None or now >= self._restart_at) and not self.running:
             self._start(now)
 

@@ -1,7 +1,7 @@
 """A load generator: real inference requests (Open Inference Protocol, REST + JSON tensors) at a
 fixed rate, routed as the cluster would route them (:mod:`.routing`), with per-revision results.
 
-    with LoadGenerator(emulator.url, "ml", "resnet", rate=20, duration=10) as load:
+    with LoadGenerator(kube, "ml", "resnet", rate=20, duration=10) as load:
         load.wait()
     report = load.report()
     report.successes("resnet-7f9c2"), report.failures(), report.latency_ms(0.99)
@@ -28,8 +28,7 @@ from typing import Any
 import aiohttp
 
 from modeldeploy.kubeapi import KubeClient
-from modeldeploy.sandbox.emulator import SANDBOX_USER_AGENT
-from modeldeploy.sandbox.routing import RouteTable, resolve
+from modeldeploy_sandbox.routing import RouteTable, resolve
 
 MAX_RATE = 500.0
 MAX_DURATION_S = 600.0
@@ -98,7 +97,7 @@ class LoadGenerator:
 
     def __init__(
         self,
-        api_url: str,
+        kube: KubeClient,
         namespace: str,
         name: str,
         *,
@@ -107,7 +106,7 @@ class LoadGenerator:
         payload: Mapping[str, Any] | None = None,
         timeout: float = 5.0,
         max_in_flight: int = 64,
-        refresh_s: float = 0.1,
+        refresh_s: float = 0.25,
         seed: int | None = None,
     ) -> None:
         if not 0 < rate <= MAX_RATE:
@@ -118,7 +117,7 @@ class LoadGenerator:
         self.duration = duration or MAX_DURATION_S
         self.payload = dict(payload or DEFAULT_PAYLOAD)
         self.timeout, self.max_in_flight, self.refresh_s = timeout, max_in_flight, refresh_s
-        self._kube = KubeClient(api_url, user_agent=f"{SANDBOX_USER_AGENT}-loadgen", timeout=5.0)
+        self._kube = kube  # thread-safe, and owned by the caller
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._stats: dict[str, RevisionStats] = collections.defaultdict(RevisionStats)
@@ -151,7 +150,6 @@ class LoadGenerator:
 
     def close(self) -> None:
         self.stop()
-        self._kube.close()
 
     def __enter__(self) -> LoadGenerator:
         return self.start()

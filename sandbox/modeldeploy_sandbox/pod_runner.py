@@ -12,22 +12,27 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from modeldeploy.sandbox.container_runner import Backoff, ContainerRunner, rfc3339
-from modeldeploy.sandbox.probes import ReadinessProbe
-from modeldeploy.sandbox.process import Launch, plan_launch
-from modeldeploy.sandbox.scheduling import NODE_ADDRESS
+from modeldeploy_sandbox.container_runner import Backoff, ContainerRunner, rfc3339
+from modeldeploy_sandbox.probes import ReadinessProbe
+from modeldeploy_sandbox.network import loopback_for
+from modeldeploy_sandbox.process import Launch, plan_launch
+from modeldeploy_sandbox.quantities import parse_quantity
 
 PROBE_PERIOD_S = 0.2
 
 
 class PodRunner:
-    """Runs one pod bound to the sandbox node. Not thread-safe: the kubelet's loop drives it."""
+    """Runs one pod bound to a sandbox node. Not thread-safe: the kubelet's loop drives it.
+
+    ``pod_ip`` is the pod's cluster IP (what status reports); its processes listen on its loopback twin.
+    """
 
     def __init__(
         self,
         pod: Mapping[str, Any],
         *,
-        address: str,
+        pod_ip: str,
+        host_ip: str,
         root: Path,
         backoff: Backoff,
         python: str = sys.executable,
@@ -36,7 +41,8 @@ class PodRunner:
         meta, spec = pod["metadata"], pod.get("spec") or {}
         self.namespace, self.name, self.uid = meta.get("namespace", "default"), meta["name"], meta.get("uid", "")
         self.spec: Mapping[str, Any] = spec
-        self.address, self.root, self.python = address, root, python
+        self.pod_ip, self.host_ip = pod_ip, host_ip
+        self.address, self.root, self.python = loopback_for(pod_ip), root, python
         self.volumes = {str(v["name"]): root / "volumes" / str(v["name"]) for v in spec.get("volumes") or []}
         for directory in self.volumes.values():
             directory.mkdir(parents=True, exist_ok=True)
@@ -46,7 +52,8 @@ class PodRunner:
         policy = str(spec.get("restartPolicy") or "Always")
 
         def runner(container: Mapping[str, Any], init: bool) -> ContainerRunner:
-            probe = None if init else ReadinessProbe(container, address, probe_period)
+            probe = None if init else ReadinessProbe(container, self.address, probe_period)
+            memory = ((container.get("resources") or {}).get("limits") or {}).get("memory")
             return ContainerRunner(
                 container,
                 init=init,
@@ -55,6 +62,7 @@ class PodRunner:
                 restart_policy=policy,
                 pod_label=label,
                 probe=probe,
+                memory_limit=int(parse_quantity(memory)) if memory is not None else None,
             )
 
         self.init_containers = [runner(c, True) for c in spec.get("initContainers") or []]
@@ -177,28 +185,12 @@ class PodRunner:
         return {
             "phase": "Running" if started else "Pending",
             "conditions": conditions,
-            "hostIP": NODE_ADDRESS,
-            "hostIPs": [{"ip": NODE_ADDRESS}],
-            "podIP": self.address,
-            "podIPs": [{"ip": self.address}],
+            "hostIP": self.host_ip,
+            "hostIPs": [{"ip": self.host_ip}],
+            "podIP": self.pod_ip,
+            "podIPs": [{"ip": self.pod_ip}],
             "startTime": rfc3339(self.started_at),
             "initContainerStatuses": [c.status(now) for c in self.init_containers],
             "containerStatuses": [c.status(now) for c in self.containers],
         }
 
-
-def unschedulable_status(message: str, since: str) -> dict[str, Any]:
-    """The status kube-scheduler leaves on a pod it cannot place."""
-    return {
-        "phase": "Pending",
-        "conditions": [
-            {
-                "type": "PodScheduled",
-                "status": "False",
-                "lastProbeTime": None,
-                "lastTransitionTime": since,
-                "reason": "Unschedulable",
-                "message": message,
-            }
-        ],
-    }

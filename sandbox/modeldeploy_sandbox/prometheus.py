@@ -34,7 +34,7 @@ from types import TracebackType
 from typing import Any
 
 from modeldeploy.render.ports import METRICS_PORT
-from modeldeploy.sandbox.kubelet import PodProcesses
+from modeldeploy_sandbox.kubelet import PodProcesses
 
 INSTALL_HINT = "apt-get install -y --no-install-recommends prometheus"
 POD_JOB = "sandbox-pods"

@@ -32,9 +32,9 @@ from types import FrameType
 from typing import Any, TextIO
 
 from modeldeploy.cli.kubectl import format_status
-from modeldeploy.sandbox.cluster import Sandbox, model_deployment
-from modeldeploy.sandbox.loadgen import NO_ENDPOINT, LoadGenerator, LoadReport
-from modeldeploy.sandbox.routing import resolve
+from modeldeploy_sandbox.cluster import Sandbox, model_deployment
+from modeldeploy_sandbox.loadgen import NO_ENDPOINT, LoadGenerator, LoadReport
+from modeldeploy_sandbox.routing import resolve
 
 NAME = "resnet"
 FAULT_ENV = "MODELSERVER_FAULT_ERROR_RATE"

@@ -31,6 +31,7 @@ MODELSERVER = "modelserver"
 FALLBACK_LOG_LINES = 80
 FALLBACK_LOG_BYTES = 2048
 TERMINATION_LOG_BYTES = 4096
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
 class UnsupportedContainer(Exception):
@@ -182,6 +183,13 @@ class ContainerProcess:
             self.finished_at = time.time()
             self._log.close()
         return 128 - code if code < 0 else code
+
+    def rss(self) -> int:
+        """Resident memory of the container's process, in bytes (0 once it is gone)."""
+        try:
+            return int((Path("/proc") / str(self.popen.pid) / "statm").read_text().split()[1]) * _PAGE_SIZE
+        except (OSError, IndexError, ValueError):
+            return 0
 
     def signal(self, signum: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -21,7 +21,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from modeldeploy.sandbox.onnx_models import corrupt_model, linear_model, other_signature_model, sha256_digest
+from modeldeploy_sandbox.onnx_models import corrupt_model, linear_model, other_signature_model, sha256_digest
 
 
 @dataclasses.dataclass(frozen=True)
