@@ -9,7 +9,13 @@ from pydantic.alias_generators import to_camel
 
 
 def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, str]:
-    """One `x-kubernetes-validations` entry: a CEL rule the API server checks on admission."""
+    """One `x-kubernetes-validations` entry: a CEL rule the API server checks on admission.
+
+    The API server also checks every rule against each `default: {}` of the schema when the CRD is
+    written, before that object's own field defaults are filled in. So a rule must hold when a field
+    that has a default is absent: guard it with `!has(self.field) || ...`. The strings and lists a
+    rule reads need maxLength/maxItems, or its estimated cost exceeds the API server's budget.
+    """
     entry = {"rule": rule, "message": message}
     if field_path:
         entry["fieldPath"] = field_path

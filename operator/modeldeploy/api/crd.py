@@ -25,6 +25,7 @@ CRD_FILE_NAME = f"{GROUP}_{PLURAL}.yaml"
 _KEPT_KEYS = {
     "type", "description", "default", "enum", "pattern", "format", "minimum", "maximum",
     "exclusiveMinimum", "exclusiveMaximum", "minLength", "maxLength", "minItems", "maxItems",
+    "minProperties", "maxProperties", "not",
     "required", "x-kubernetes-validations", "x-kubernetes-int-or-string",
     "x-kubernetes-preserve-unknown-fields", "anyOf",
 }
@@ -39,7 +40,8 @@ def _structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
         target = _structural(defs[ref.rsplit("/", 1)[-1]], defs)
         # The property's own description and default win over the referenced model's.
         return {**target, **{key: value for key, value in _structural(node, defs).items() if key != "type"}}
-    if "anyOf" in node and not node.get("x-kubernetes-int-or-string"):
+    if "anyOf" in node and "type" not in node and not node.get("x-kubernetes-int-or-string"):
+        # pydantic's `X | None`. An anyOf next to a type is a value validation of ours: kept as is.
         branches = [branch for branch in node.pop("anyOf") if branch.get("type") != "null"]
         if len(branches) != 1:
             raise ValueError(f"unions are not structural: {branches}")
@@ -53,6 +55,9 @@ def _structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
         node["minimum"] = node["exclusiveMinimum"]
         node["exclusiveMinimum"] = True
     out: dict[str, Any] = {key: value for key, value in node.items() if key in _KEPT_KEYS}
+    if out.get("type") == "string" and "enum" in out and "maxLength" not in out:
+        # The API server estimates a CEL rule's cost from maxLength, not from the enum.
+        out["maxLength"] = max(len(value) for value in out["enum"])
     if out.get("default", 0) is None:
         del out["default"]
     if node.get("type") == "object":

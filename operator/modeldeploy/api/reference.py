@@ -15,7 +15,7 @@ import sys
 from typing import Any
 
 from .crd import custom_resource_definition
-from .types import API_VERSION, KIND, PLURAL, SHORT_NAME
+from .types import API_VERSION, KIND, PLURAL, SHORT_NAME, is_number_or_string
 
 Schema = dict[str, Any]
 
@@ -36,6 +36,8 @@ def type_name(node: Schema) -> str:
     """A short, readable type: `string`, `[]object`, `map[string]int-or-string`, ..."""
     if node.get("x-kubernetes-int-or-string"):
         return "int-or-string"
+    if is_number_or_string(node):
+        return "number-or-string"
     kind = str(node.get("type", "any"))
     if kind == "array":
         return "[]" + type_name(node.get("items", {}))
@@ -56,8 +58,12 @@ def constraints(node: Schema) -> list[str]:
         out.append(f"{'>' if node.get('exclusiveMinimum') else '>='} {low}")
     if high is not None:
         out.append(f"{'<' if node.get('exclusiveMaximum') else '<='} {high}")
-    for key, words in (("minLength", "length >="), ("maxLength", "length <="),
-                       ("minItems", "items >="), ("maxItems", "items <=")):
+    # The item bounds of a number-or-string only serve to refuse arrays: not worth a word.
+    item_bounds = () if is_number_or_string(node) else (("minItems", "items >="), ("maxItems", "items <="))
+    # An enum's maxLength is derived from the enum (for CEL cost estimation): no news to a reader.
+    length_bounds = (("minLength", "length >="),) if "enum" in node else (
+        ("minLength", "length >="), ("maxLength", "length <="))
+    for key, words in (*length_bounds, *item_bounds):
         if key in node:
             out.append(f"{words} {node[key]}")
     if "pattern" in node:
@@ -108,11 +114,14 @@ def _section(path: str, node: Schema) -> list[str]:
     for name, child in node["properties"].items():
         lines.append(_field_row(name, child, name in required, path))
     rules = node.get("x-kubernetes-validations", [])
-    if rules:
-        lines += ["", "Validation rules (CEL, checked by the API server):", ""]
+    one_of_required = [", ".join(f"`{name}`" for name in branch["required"]) for branch in node.get("anyOf", [])]
+    if rules or one_of_required:
+        lines += ["", "Validation rules (checked by the API server):", ""]
         for rule in rules:
             where = f" (field `{path}{rule['fieldPath']}`)" if rule.get("fieldPath") else ""
             lines.append(f"- {_code(rule['rule'])}: {rule['message']}{where}")
+        if one_of_required:
+            lines.append(f"- at least one of {', '.join(one_of_required)} is set")
     return [*lines, ""]
 
 

@@ -24,7 +24,7 @@ class ModelSource(ApiModel):
     """Where the model comes from and how it is verified before it is served."""
 
     model_config = ConfigDict(json_schema_extra=validations(
-        cel("has(self.digest) || self.allowUnverified",
+        cel("has(self.digest) || (has(self.allowUnverified) && self.allowUnverified)",
             "digest is required unless allowUnverified is true", ".digest"),
         cel("!self.uri.startsWith('oci://') || self.uri.contains('@sha256:')",
             "oci:// URIs must pin a digest (repo@sha256:...)", ".uri"),
@@ -34,7 +34,7 @@ class ModelSource(ApiModel):
     """Model name on the inference protocol (/v2/models/{name}). Default: metadata.name."""
     uri: Annotated[str, Field(pattern=URI_PATTERN, max_length=2048)]
     """Model artifact: https://host/path/model.onnx, pvc://claim/path, s3://bucket/key, oci://repo@sha256:..."""
-    digest: Annotated[str | None, Field(pattern=DIGEST_PATTERN)] = None
+    digest: Annotated[str | None, Field(pattern=DIGEST_PATTERN, max_length=71)] = None
     """sha256 of the artifact (sha256:<64 hex>). Verified by the init container before anything is served."""
     allow_unverified: bool = False
     """Serve the artifact without a digest. Only for development."""
@@ -48,7 +48,8 @@ class Batching(ApiModel):
     """Dynamic batching: concurrent requests are merged into one batch on the server."""
 
     model_config = ConfigDict(json_schema_extra=validations(
-        cel("!has(self.preferredBatchSizes) || self.preferredBatchSizes.all(s, s <= self.maxBatchSize)",
+        cel("!has(self.preferredBatchSizes) || !has(self.maxBatchSize)"
+            " || self.preferredBatchSizes.all(s, s <= self.maxBatchSize)",
             "preferredBatchSizes must not exceed maxBatchSize", ".preferredBatchSizes"),
     ))
 
@@ -87,7 +88,7 @@ class Gpu(ApiModel):
 
     count: Annotated[int, Field(ge=1, le=16)] = 1
     """GPUs (or MIG slices) per pod."""
-    resource_name: Annotated[str, Field(pattern=GPU_RESOURCE_PATTERN)] = "nvidia.com/gpu"
+    resource_name: Annotated[str, Field(pattern=GPU_RESOURCE_PATTERN, max_length=63)] = "nvidia.com/gpu"
     """Extended resource: nvidia.com/gpu, or a MIG profile such as nvidia.com/mig-1g.10gb."""
     product: Annotated[str | None, Field(pattern=r"^[A-Za-z0-9][-A-Za-z0-9_.]*$", max_length=63)] = None
     """GPU product; pods are pinned with the node label nvidia.com/gpu.product (GPU feature discovery)."""
@@ -117,7 +118,7 @@ class Resources(ApiModel):
     """Resource limits of the inference container. GPU limits come from gpu."""
     gpu: Gpu | None = None
     """GPUs per pod. Unset: CPU only."""
-    node_selector: dict[str, str] = Field(default_factory=dict)
+    node_selector: dict[str, Annotated[str, Field(max_length=63)]] = Field(default_factory=dict)
     """Node labels the pods must match (merged with the GPU product label)."""
     tolerations: Annotated[list[Toleration], Field(max_length=32)] = Field(default_factory=list)
     """Extra tolerations. The nvidia.com/gpu taint is tolerated automatically when GPUs are requested."""
@@ -147,8 +148,9 @@ class Autoscaling(ApiModel):
     """Horizontal autoscaling of the stable revision (an autoscaling/v2 HorizontalPodAutoscaler)."""
 
     model_config = ConfigDict(json_schema_extra=validations(
-        cel("self.maxReplicas >= self.minReplicas", "maxReplicas must be >= minReplicas", ".maxReplicas"),
-        cel("self.metrics.all(m, self.metrics.exists_one(n, n.type == m.type))",
+        cel("!has(self.minReplicas) || !has(self.maxReplicas) || self.maxReplicas >= self.minReplicas",
+            "maxReplicas must be >= minReplicas", ".maxReplicas"),
+        cel("!has(self.metrics) || self.metrics.all(m, self.metrics.exists_one(n, n.type == m.type))",
             "each metric type may appear only once", ".metrics"),
     ))
 
@@ -196,7 +198,7 @@ class Traffic(ApiModel):
     """How traffic is split between the stable and the canary revision."""
 
     model_config = ConfigDict(json_schema_extra=validations(
-        cel("self.router != 'gatewayAPI' || has(self.gateway)",
+        cel("!has(self.router) || self.router != 'gatewayAPI' || has(self.gateway)",
             "router gatewayAPI needs gateway.parentRefs", ".gateway"),
     ))
 
@@ -211,7 +213,7 @@ class Provider(ApiModel):
     """Where analysis metrics come from."""
 
     model_config = ConfigDict(json_schema_extra=validations(
-        cel("self.type != 'prometheus' || has(self.address)",
+        cel("!has(self.type) || self.type != 'prometheus' || has(self.address)",
             "provider type prometheus needs address", ".address"),
     ))
 
@@ -222,16 +224,19 @@ class Provider(ApiModel):
 
 
 class Check(ApiModel):
-    """One analysis check: a builtin metric or a custom PromQL query, with absolute and relative bounds."""
+    """One analysis check: a builtin metric or a custom PromQL query, with at least one bound: absolute
+(min, max) or relative to the stable revision (maxDrop, maxRatio)."""
 
-    model_config = ConfigDict(json_schema_extra=validations(
-        cel("has(self.metric) != has(self.query)", "set exactly one of metric or query"),
-        cel("!has(self.query) || has(self.name)", "a check with a query needs a name", ".name"),
-        cel("has(self.min) || has(self.max) || has(self.maxDrop) || has(self.maxRatio)",
-            "a check needs at least one bound: min, max, maxDrop or maxRatio"),
-        cel("!has(self.maxDrop) || (has(self.metric) && self.metric == 'successRate')",
-            "maxDrop applies to metric successRate only", ".maxDrop"),
-    ))
+    model_config = ConfigDict(json_schema_extra={
+        **validations(
+            cel("has(self.metric) != has(self.query)", "set exactly one of metric or query"),
+            cel("!has(self.query) || has(self.name)", "a check with a query needs a name", ".name"),
+            cel("!has(self.maxDrop) || (has(self.metric) && self.metric == 'successRate')",
+                "maxDrop applies to metric successRate only", ".maxDrop"),
+        ),
+        # At least one bound. Not a CEL rule: CEL cannot see the untyped `max` (see types.Bound).
+        "anyOf": [{"required": [bound]} for bound in ("min", "max", "maxDrop", "maxRatio")],
+    })
 
     name: Annotated[str | None, Field(pattern=CHECK_NAME_PATTERN, max_length=63)] = None
     """Check name in status and events (default: the metric)."""
@@ -242,7 +247,7 @@ class Check(ApiModel):
     min: float | None = None
     """Lower bound of the canary's value."""
     max: Bound | None = None
-    """Upper bound of the canary's value: a number, or a duration (250ms) for latency metrics."""
+    """Upper bound of the canary's value: a number (0.01), or a duration (250ms) for latency metrics."""
     max_drop: Annotated[float | None, Field(ge=0, le=1)] = None
     """successRate: largest allowed drop below the stable's rate in the same interval (0.005 = 0.5 points)."""
     max_ratio: Annotated[float | None, Field(gt=0)] = None
@@ -306,7 +311,7 @@ class Rollout(ApiModel):
     """How a new revision replaces the stable one."""
 
     model_config = ConfigDict(json_schema_extra=validations(
-        cel("self.strategy != 'canary' || size(self.steps) > 0",
+        cel("!has(self.strategy) || self.strategy != 'canary' || !has(self.steps) || size(self.steps) > 0",
             "a canary rollout needs at least one step", ".steps"),
     ))
 
@@ -332,7 +337,8 @@ class ModelDeploymentSpec(ApiModel):
     """Desired state of a served model."""
 
     model_config = ConfigDict(json_schema_extra=validations(
-        cel("self.model.format == 'onnx' || self.runtime.kind == 'triton'",
+        cel("!has(self.model.format) || self.model.format == 'onnx'"
+            " || (has(self.runtime) && has(self.runtime.kind) && self.runtime.kind == 'triton')",
             "model.format tensorrt_plan and torchscript need runtime.kind triton", ".runtime.kind"),
     ))
 

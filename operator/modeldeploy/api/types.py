@@ -36,14 +36,17 @@ def _coerce_duration(value: Any) -> str:
         return f"{value}s"
     if not isinstance(value, str):
         raise ValueError("a duration must be a string like 30s")
+    if len(value) > DURATION_MAX_LENGTH:
+        raise ValueError(f"a duration has at most {DURATION_MAX_LENGTH} characters")
     parse_duration(value)
     return value
 
 
+DURATION_MAX_LENGTH = 32
 Duration = Annotated[
     str,
     BeforeValidator(_coerce_duration),
-    WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN}),
+    WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN, "maxLength": DURATION_MAX_LENGTH}),
 ]
 """A Go-style duration string (`500ms`, `30s`, `2m`, `1h30m`)."""
 
@@ -73,9 +76,14 @@ def parse_quantity(text: str | int | float) -> Decimal:
         raise ValueError(f"invalid quantity {raw!r}") from error
 
 
+QUANTITY_MAX_LENGTH = 64
+
+
 def _coerce_quantity(value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise ValueError("a quantity must be a number or a string like 500m or 2Gi")
+    if len(str(value)) > QUANTITY_MAX_LENGTH:
+        raise ValueError(f"a quantity has at most {QUANTITY_MAX_LENGTH} characters")
     parse_quantity(value)
     return str(value)
 
@@ -89,33 +97,58 @@ Quantity = Annotated[
     BeforeValidator(_coerce_quantity),
     PlainSerializer(_serialize_quantity),
     WithJsonSchema({"x-kubernetes-int-or-string": True, "anyOf": [{"type": "integer"}, {"type": "string"}],
-                    "pattern": QUANTITY_PATTERN}),
+                    "pattern": QUANTITY_PATTERN, "maxLength": QUANTITY_MAX_LENGTH}),
 ]
 """A Kubernetes resource quantity (`1`, `500m`, `2Gi`)."""
+
+
+BOUND_NUMBER = r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?"
+BOUND_PATTERN = rf"^({BOUND_NUMBER}|([0-9]+(\.[0-9]+)?(ms|s|m|h))+)$"
+BOUND_MAX_LENGTH = 64
+# A bound is a JSON number (0.01) or a string (250ms). A structural schema can say "int or string"
+# but not "number or string", and CEL cannot see an untyped field, so the field is untyped
+# (x-kubernetes-preserve-unknown-fields) and plain OpenAPI value validations, each of which only
+# applies to one JSON type, refuse everything else: `pattern` checks strings, an impossible
+# property/item count refuses any object or array, and `not: enum` refuses booleans.
+BOUND_SCHEMA: dict[str, Any] = {
+    "x-kubernetes-preserve-unknown-fields": True,
+    "pattern": BOUND_PATTERN,
+    "maxLength": BOUND_MAX_LENGTH,
+    "minProperties": 1, "maxProperties": 0,
+    "minItems": 1, "maxItems": 0,
+    "not": {"enum": [True, False]},
+}
+
+
+def is_number_or_string(node: dict[str, Any]) -> bool:
+    """Whether a CRD schema node is the untyped number-or-string form of :data:`Bound`."""
+    return "type" not in node and node.get("not") == BOUND_SCHEMA["not"]
 
 
 def _coerce_bound(value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise ValueError("a bound must be a number or a duration like 250ms")
     text = str(value)
-    try:
-        float(text)
-    except ValueError:
-        parse_duration(text)
+    if len(text) > BOUND_MAX_LENGTH or not re.fullmatch(BOUND_PATTERN, text):
+        raise ValueError(f"invalid bound {text!r}: use a number like 0.01 or a duration like 250ms")
     return text
 
 
-def _serialize_bound(value: str) -> str | int:
-    return int(value) if value.lstrip("-").isdigit() else value
+def _serialize_bound(value: str) -> str | int | float:
+    """Numbers go back to the API as JSON numbers, durations as strings."""
+    if not re.fullmatch(BOUND_NUMBER, value):
+        return value
+    number = float(value)
+    return int(number) if number.is_integer() and re.fullmatch(r"-?[0-9]+", value) else number
 
 
 Bound = Annotated[
     str,
     BeforeValidator(_coerce_bound),
     PlainSerializer(_serialize_bound),
-    WithJsonSchema({"x-kubernetes-int-or-string": True, "anyOf": [{"type": "integer"}, {"type": "string"}]}),
+    WithJsonSchema(BOUND_SCHEMA),
 ]
-"""An analysis bound: a number (`1`, `"0.05"`) or, for latency metrics, a duration (`250ms`)."""
+"""An analysis bound: a number (`1`, `0.01`) or, for latency metrics, a duration (`250ms`)."""
 
 
 def bound_value(text: str) -> float:
