@@ -58,7 +58,7 @@ def merge_patch(target: Any, patch: Any) -> Any:
 
 
 def build(case: Case, namespace: str | None = None) -> dict[str, Any]:
-    obj: dict[str, Any] = merge_patch(BASE, case.patch)
+    obj: dict[str, Any] = merge_patch(copy.deepcopy(BASE), case.patch)  # never share the base
     if namespace:
         obj["metadata"]["namespace"] = namespace
     return obj
