@@ -10,21 +10,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from typing import Any
 
 import kopf
 
 from .api import GROUP, PLURAL, VERSION
-from .kubeapi import Conflict, KubeApiError, KubeClient
+from .kubeapi import KubeClient
 from .reconciler import Context, Reconciler
 from .render.labels import MANAGED_BY, MANAGED_BY_LABEL, NAME_LABEL
+from .rollout.errors import backoff_seconds
 from .settings import OperatorSettings
 from .telemetry import OperatorMetrics
 from .wakeups import WakeFilter, deployment_fingerprint, model_deployment_fingerprint, pod_fingerprint
 
 logger = logging.getLogger("modeldeploy")
-ERROR_BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
 
 _state: dict[str, Any] = {"context": None, "settings": None}
 _wakers: dict[tuple[str, str], asyncio.Event] = {}
@@ -77,26 +76,20 @@ async def run_model_deployment(namespace: str | None, name: str, stopped: kopf.D
     waker = _wakers.setdefault((namespace, name), asyncio.Event())
     reconciler = Reconciler(_context())
     settings: OperatorSettings = _state["settings"] or OperatorSettings()
-    failures = 0
+    failures = 0  # consecutive failed reconciles: the back-off grows with them
     try:
         while not stopped:
             waker.clear()  # before reading: a change during the reconcile wakes the next one
-            started = time.perf_counter()
-            try:
-                async with _locks.setdefault((namespace, name), asyncio.Lock()):
-                    requeue = await asyncio.to_thread(reconciler.reconcile, namespace, name)
-                reconciler.context.metrics.reconciles.labels("ok").inc()
-                failures = 0
-            except Conflict:
-                reconciler.context.metrics.reconciles.labels("conflict").inc()
-                requeue = 0.2  # someone wrote first; re-read and re-plan soon
-            except KubeApiError as error:
-                reconciler.context.metrics.reconciles.labels("error").inc()
-                requeue = ERROR_BACKOFF_SECONDS[min(failures, len(ERROR_BACKOFF_SECONDS) - 1)]
+            async with _locks.setdefault((namespace, name), asyncio.Lock()):
+                outcome = await asyncio.to_thread(reconciler.run_once, namespace, name)
+            requeue = outcome.requeue_after
+            if outcome.error is not None:
+                # Back off, never hot: a spec change still wakes the loop at once.
+                requeue = backoff_seconds(failures, outcome.error)
                 failures += 1
-                logger.warning("reconcile %s/%s failed (%s); retrying in %.0fs", namespace, name, error, requeue)
-            finally:
-                reconciler.context.metrics.reconcile_seconds.observe(time.perf_counter() - started)
+                logger.info("reconcile %s/%s: retrying in %.0fs", namespace, name, requeue)
+            elif outcome.result == "ok":
+                failures = 0
             timeout = settings.resync_seconds if requeue is None else requeue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(waker.wait(), timeout=timeout)

@@ -7,7 +7,8 @@ The operator calls it from kopf handlers via ``asyncio.to_thread``; one instance
 threads (the transport is a urllib3 pool, which is thread-safe).
 
     kube = KubeClient.from_environment()            # in-cluster, else ~/.kube/config
-    kube = KubeClient(host="http://127.0.0.1:8001")  # an explicit server (the emulator in tests)
+    kube = KubeClient.from_kubeconfig(path)          # one kubeconfig file (the local control plane in tests)
+    kube = KubeClient(host="http://127.0.0.1:8001")  # an explicit server (e.g. `kubectl proxy`)
     obj, changed = kube.apply(desired)               # create / merge-patch only what differs / no-op
 
 Errors are :class:`KubeApiError` (``status``, ``reason``, ``message`` from the server's Status) with
@@ -27,6 +28,8 @@ from typing import Any
 import kubernetes.client
 import kubernetes.config
 import urllib3
+
+from .api.types import parse_quantity
 
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
@@ -79,7 +82,15 @@ class KubeApiError(Exception):
 
 
 class NotFound(KubeApiError):
-    pass
+    @property
+    def kind_not_served(self) -> bool:
+        """The API serves no such kind (a CRD not installed), rather than: no such object.
+
+        An unknown group/version answers a plain-text "404 page not found", an unknown resource of
+        a known group a Status without details; a missing object (or namespace) names itself.
+        """
+        body = self.body
+        return not isinstance(body, dict) or not (body.get("details") or {}).get("name")
 
 
 class Conflict(KubeApiError):
@@ -125,29 +136,59 @@ def format_label_selector(selector: str | Mapping[str, str] | None) -> str | Non
     return ",".join(f"{key}={value}" for key, value in sorted(selector.items())) or None
 
 
-def is_subset(desired: Any, live: Any) -> bool:
+# Where built-in kinds hold a resource.Quantity: the apiserver stores those canonicalised ("0.5" ->
+# "500m", "1024Mi" -> "1Gi"), so they are compared by value, or every apply would patch again.
+_QUANTITY_MAPS = {("resources", "requests"), ("resources", "limits")}
+_QUANTITY_FIELDS = {("target", "averageValue"), ("target", "value"), ("emptyDir", "sizeLimit")}
+
+
+def _is_quantity(path: tuple[str, ...]) -> bool:
+    return path[-3:-1] in _QUANTITY_MAPS or path[-2:] in _QUANTITY_FIELDS
+
+
+def _same_quantity(desired: Any, live: Any) -> bool:
+    if isinstance(desired, bool) or isinstance(live, bool):
+        return False
+    try:
+        return parse_quantity(desired) == parse_quantity(live)
+    except ValueError:
+        return False
+
+
+def _has(live: Mapping[str, Any], key: str, value: Any, path: tuple[str, ...]) -> bool:
+    """Whether `live[key]` already is what a merge patch of `{key: value}` would make it."""
+    if value is None:
+        return live.get(key) is None
+    if value == {} or value == []:
+        # The apiserver drops empty maps and lists (`labels: {}`); merging {} into a map changes nothing.
+        current = live.get(key)
+        return current is None or current == value or (value == {} and isinstance(current, Mapping))
+    return key in live and is_subset(value, live[key], (*path, key))
+
+
+def is_subset(desired: Any, live: Any, path: tuple[str, ...] = ()) -> bool:
     """Whether every field of ``desired`` is already in ``live`` with the same value.
 
     Dicts: each desired key must match (a desired ``None`` matches an absent key, as a merge
-    patch would delete it); lists: same length and element-wise subsets (so server-defaulted
-    fields inside list items, e.g. a port's ``protocol``, do not count as a difference);
-    scalars: equal.
+    patch would delete it; so does an empty map or list, which the apiserver does not store);
+    lists: same length and element-wise subsets (so server-defaulted fields inside list items,
+    e.g. a port's ``protocol``, do not count as a difference); scalars: equal; quantities of
+    built-in kinds (resources, HPA targets): equal in value.
     """
     if isinstance(desired, Mapping):
         if not isinstance(live, Mapping):
             return False
-        return all(
-            live.get(key) is None if value is None else key in live and is_subset(value, live[key])
-            for key, value in desired.items()
-        )
+        return all(_has(live, key, value, path) for key, value in desired.items())
     if isinstance(desired, list):
         return (
             isinstance(live, list)
             and len(desired) == len(live)
-            and all(is_subset(d, v) for d, v in zip(desired, live, strict=True))
+            and all(is_subset(d, v, path) for d, v in zip(desired, live, strict=True))
         )
     if isinstance(desired, bool) or isinstance(live, bool):
         return desired is live  # in Python True == 1; in JSON they differ
+    if desired != live and _is_quantity(path):
+        return _same_quantity(desired, live)
     return bool(desired == live)
 
 
@@ -234,9 +275,14 @@ class KubeClient:
         body: Any = None,
         content_type: str = "application/json",
         query: Sequence[tuple[str, str]] = (),
+        accept: str = "application/json",
     ) -> Any:
-        """One API call; returns the parsed JSON answer, raises :class:`KubeApiError` on non-2xx."""
-        headers = {"Accept": "application/json"}
+        """One API call; returns the parsed JSON answer, raises :class:`KubeApiError` on non-2xx.
+
+        ``accept``: another JSON rendering, e.g. ``application/json;as=Table;v=v1;g=meta.k8s.io``
+        (the rows ``kubectl get`` prints).
+        """
+        headers = {"Accept": accept}
         if body is not None:
             # Always explicit: the kubernetes client otherwise guesses json-patch for PATCH bodies.
             headers["Content-Type"] = content_type

@@ -30,6 +30,15 @@ def _owned_by(obj: dict[str, Any], uid: str) -> bool:
     return any(ref.get("uid") == uid for ref in obj.get("metadata", {}).get("ownerReferences") or [])
 
 
+def replica_failure(status: dict[str, Any]) -> str | None:
+    """The message of the ReplicaFailure condition the Deployment controller copies from its
+    ReplicaSet (reason FailedCreate: the API server refused the pods), while it is True."""
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "ReplicaFailure" and condition.get("status") == "True":
+            return str(condition.get("message") or condition.get("reason") or "ReplicaFailure")
+    return None
+
+
 def deployment_state(obj: dict[str, Any]) -> DeploymentState:
     meta = obj["metadata"]
     status = obj.get("status") or {}
@@ -42,6 +51,7 @@ def deployment_state(obj: dict[str, Any]) -> DeploymentState:
         ready_replicas=int(status.get("readyReplicas") or 0),
         available_replicas=int(status.get("availableReplicas") or 0),
         updated_replicas=int(status.get("updatedReplicas") or 0),
+        replica_failure=replica_failure(status),
     )
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from .api import API_VERSION, KIND
 from .api.spec import ModelDeploymentSpec
@@ -13,7 +15,7 @@ from .api.types import parse_duration
 from .gates import run_gates
 from .kubeapi import Conflict, KubeClient
 from .metrics import RevisionTarget, provider_for
-from .observe import children_selector, observe
+from .observe import children_selector, observe, parse_status
 from .render import (
     REVISION_LABEL,
     ROLE_LABEL,
@@ -26,11 +28,15 @@ from .render import (
     render_revision_service,
 )
 from .render.ports import METRICS_PORT
+from .reporting import reconcile_error, status_patch, write_status, writing
 from .rollout import AnalysisSamples, Observed, Plan, RevisionPlan, needs, plan
 from .rollout.analysis import custom_queries
+from .rollout.errors import ReconcileError, failed_status
 from .telemetry import OperatorMetrics
 from .traffic import RouterTarget, router_for
 
+logger = logging.getLogger("modeldeploy")
+CONFLICT_REQUEUE_SECONDS = 0.2  # someone wrote status first: re-read and re-plan soon
 CHILD_KINDS = (
     ("apps/v1", "Deployment"), ("v1", "Service"), ("autoscaling/v2", "HorizontalPodAutoscaler"),
     ("policy/v1", "PodDisruptionBudget"), ("gateway.networking.k8s.io/v1", "HTTPRoute"),
@@ -45,17 +51,13 @@ class Context:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
 
-def status_patch(old: Any, new: Any) -> Any:
-    """RFC 7386 patch turning `old` into `new`: keys that disappeared are sent as null."""
-    if not isinstance(old, dict) or not isinstance(new, dict):
-        return new
-    patch = {key: None for key in old if key not in new}
-    for key, value in new.items():
-        if key not in old:
-            patch[key] = value
-        elif old[key] != value:
-            patch[key] = status_patch(old[key], value)
-    return patch
+@dataclass(frozen=True)
+class Outcome:
+    """How one reconcile ended: its result (for metrics), when to run again, and the error if any."""
+
+    result: Literal["ok", "conflict", "error"]
+    requeue_after: float | None
+    error: ReconcileError | None = None
 
 
 class Reconciler:
@@ -63,11 +65,36 @@ class Reconciler:
         self.context = context
         self.kube = context.kube
 
-    def reconcile(self, namespace: str, name: str) -> float | None:
-        """Run one reconcile; returns seconds until the next one is due (None: wait for a change)."""
-        obj = self.kube.get(API_VERSION, KIND, namespace, name)
-        if obj is None or obj["metadata"].get("deletionTimestamp"):
-            return None
+    def run_once(self, namespace: str, name: str) -> Outcome:
+        """One reconcile that never raises: an error it cannot get past goes into status and an Event."""
+        started = time.perf_counter()
+        outcome = self._run(namespace, name)
+        metrics = self.context.metrics
+        metrics.reconcile_seconds.observe(time.perf_counter() - started)
+        metrics.reconciles.labels(outcome.result).inc()
+        return outcome
+
+    def _run(self, namespace: str, name: str) -> Outcome:
+        obj: dict[str, Any] | None = None
+        try:
+            obj = self.kube.get(API_VERSION, KIND, namespace, name)
+            if obj is None or obj["metadata"].get("deletionTimestamp"):
+                return Outcome("ok", None)
+            return Outcome("ok", self._reconcile(obj))
+        except Conflict:  # only our guarded status write raises it bare (children's come wrapped)
+            return Outcome("conflict", CONFLICT_REQUEUE_SECONDS)
+        except Exception as exc:  # every error must reach status, a bug included
+            error = reconcile_error(exc)
+            if error.reason == "OperatorError":
+                logger.exception("reconcile %s/%s failed: %s", namespace, name, error.message)
+            else:
+                logger.warning("reconcile %s/%s failed: %s: %s", namespace, name, error.reason, error.message)
+            if obj is not None:
+                self._report(obj, error)
+            return Outcome("error", None, error)
+
+    def _reconcile(self, obj: dict[str, Any]) -> float | None:
+        """Observe, plan, execute; seconds until the next reconcile is due (None: wait for a change)."""
         observed = self._with_inputs(observe(self.kube, obj, self.context.clock()))
         result = plan(observed)
         if result.touch_children and observed.spec is not None:
@@ -130,7 +157,8 @@ class Reconciler:
                      uid=meta.get("uid", ""))
 
     def _apply(self, desired: dict[str, Any]) -> None:
-        _, changed = self.kube.apply(desired)
+        with writing(desired["apiVersion"], desired["kind"], desired["metadata"]["name"]):
+            _, changed = self.kube.apply(desired)
         if changed:
             self.context.metrics.api_writes.labels(desired["kind"]).inc()
 
@@ -148,7 +176,8 @@ class Reconciler:
             patch: dict[str, Any] = {"metadata": {"labels": {ROLE_LABEL: rev.role}}}
             if rev.replicas is not None:
                 patch["spec"] = {"replicas": rev.replicas}
-            self.kube.merge_patch("apps/v1", "Deployment", owner.namespace, rev.revision, patch)
+            with writing("apps/v1", "Deployment", rev.revision):
+                self.kube.merge_patch("apps/v1", "Deployment", owner.namespace, rev.revision, patch)
             self.context.metrics.api_writes.labels("Deployment").inc()
         self._apply(render_revision_service(name=owner.name, namespace=owner.namespace, revision=rev.revision,
                                             role=rev.role, owner=owner))
@@ -163,45 +192,55 @@ class Reconciler:
         self._apply(render_pdb(name=owner.name, namespace=owner.namespace, owner=owner))
         if result.weights:
             router = router_for(RouterTarget(self.kube, owner, spec))
-            if router.set_weights(result.weights):
+            with writing(*router.child, owner.name):
+                changed = router.set_weights(result.weights)
+            if changed:
                 self.context.metrics.api_writes.labels("Router").inc()
         for revision in result.delete_revisions:
             self._delete_revision(owner.namespace, revision)
 
     def _delete_revision(self, namespace: str, revision: str) -> None:
         for api_version, kind in (("apps/v1", "Deployment"), ("v1", "Service")):
-            if self.kube.delete(api_version, kind, namespace, revision):
+            with writing(api_version, kind, revision):
+                deleted = self.kube.delete(api_version, kind, namespace, revision)
+            if deleted:
                 self.context.metrics.api_writes.labels(kind).inc()
 
     # ----- status, events, metrics -----
 
     def _write_status(self, obj: dict[str, Any], result: Plan) -> None:
-        old = obj.get("status") or {}
-        new = result.status.to_dict()
+        # A stale resourceVersion means someone (a user's intent) wrote first: Conflict, re-plan.
+        write_status(self.kube, self.context.metrics, obj, result.status.to_dict(), result.events)
+
+    def _report(self, obj: dict[str, Any], error: ReconcileError) -> None:
+        """The error into status and an Event (once per distinct error); best effort, the daemon retries."""
         meta = obj["metadata"]
-        if new != old:
-            patch = {"metadata": {"resourceVersion": meta.get("resourceVersion")},
-                     "status": status_patch(old, new)}
-            # A stale resourceVersion means someone (a user's intent) wrote first: Conflict, re-plan.
-            self.kube.merge_patch(API_VERSION, KIND, meta["namespace"], meta["name"], patch, subresource="status")
-            self.context.metrics.api_writes.labels(KIND).inc()
-        for event in result.events:
-            self.kube.create_event(obj, event.reason, event.message, type=event.type)
-            self.context.metrics.api_writes.labels("Event").inc()
+        status, events = failed_status(parse_status(obj.get("status")), error,
+                                       generation=int(meta.get("generation") or 1), now=self.context.clock())
+        try:
+            # Unguarded: only phase, message and conditions change, and they must land even in a race.
+            write_status(self.kube, self.context.metrics, obj, status.to_dict(), events, guarded=False)
+            self._record_phase(meta["namespace"], meta["name"], status.phase)
+        except Exception as exc:  # e.g. the API server is down: the log has it
+            logger.warning("could not report the error of %s/%s in status: %s", meta["namespace"], meta["name"], exc)
+
+    def _record_phase(self, namespace: str, name: str, current: str) -> None:
+        for phase in ("Pending", "Progressing", "Healthy", "Paused", "RolledBack", "Failed"):
+            self.context.metrics.phase.labels(namespace, name, phase).set(1 if current == phase else 0)
 
     def _record(self, observed: Observed, result: Plan) -> None:
         metrics = self.context.metrics
         status = result.status
         metrics.canary_weight.labels(observed.namespace, observed.name).set(status.canary_weight)
-        for phase in ("Pending", "Progressing", "Healthy", "Paused", "RolledBack", "Failed"):
-            metrics.phase.labels(observed.namespace, observed.name, phase).set(1 if status.phase == phase else 0)
+        self._record_phase(observed.namespace, observed.name, status.phase)
         for verdict in result.verdicts:
             metrics.analysis_verdicts.labels(verdict).inc()
-        for event in result.events:
-            if event.reason == "Promoted":
-                metrics.rollouts.labels("promoted", "").inc()
-            elif event.type == "Warning" and event.reason != "InvalidSpec":
-                metrics.rollouts.labels("rolled_back", event.reason).inc()
+        if any(event.reason == "Promoted" for event in result.events):
+            metrics.rollouts.labels("promoted", "").inc()
+        # A rollback is a revision rejected in this round (whatever its reason, InvalidSpec included).
+        for rejected in status.rejected_revisions:
+            if rejected not in observed.status.rejected_revisions:
+                metrics.rollouts.labels("rolled_back", rejected.reason).inc()
 
     # ----- deletion -----
 
@@ -218,4 +257,4 @@ class Reconciler:
         return deleted
 
 
-__all__ = ["REVISION_LABEL", "Conflict", "Context", "Reconciler", "status_patch"]
+__all__ = ["REVISION_LABEL", "Conflict", "Context", "Outcome", "Reconciler", "status_patch"]

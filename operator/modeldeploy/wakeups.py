@@ -22,8 +22,11 @@ def model_deployment_fingerprint(body: dict[str, Any]) -> Fingerprint:
 
 def deployment_fingerprint(body: dict[str, Any]) -> Fingerprint:
     status = body.get("status") or {}
+    # ReplicaFailure (FailedCreate) is how a Deployment says its pods cannot even be created.
+    failure = next(((c.get("status"), c.get("message")) for c in status.get("conditions") or []
+                    if c.get("type") == "ReplicaFailure"), None)
     return ((body.get("spec") or {}).get("replicas"), status.get("readyReplicas"), status.get("availableReplicas"),
-            status.get("updatedReplicas"))
+            status.get("updatedReplicas"), failure)
 
 
 def pod_fingerprint(body: dict[str, Any]) -> Fingerprint:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from modeldeploy.api import API_VERSION, KIND, ModelDeploymentStatus
 from modeldeploy.rollout import ContainerState, PodState, plan
 from modeldeploy.rollout.conditions import for_phase
+from modeldeploy.rollout.errors import ReconcileError, failed_status
 
-from ..unit.planner_fixtures import NAME, deployment, observed, revision_of, spec
+from ..unit.planner_fixtures import NAME, T0, deployment, observed, revision_of, spec
 
 
 @dataclass(frozen=True)
@@ -56,9 +58,16 @@ def statuses() -> dict[str, ModelDeploymentStatus]:
     pending = ModelDeploymentStatus(observed_generation=1)
     pending.conditions = for_phase([], phase="Pending", reason="Waiting", message="waiting",
                                    available=False, generation=1, now="2026-01-01T00:00:00Z")
+    # Errors a reconcile could not get past (rollout.errors): a child the API server refused, and a
+    # transient API error while the stable serves.
+    refused = ReconcileError("InvalidSpec", "the API server refused HorizontalPodAutoscaler resnet: ...", True)
+    child_refused, _ = failed_status(ModelDeploymentStatus(), refused, generation=1, now=T0)
+    transient = ReconcileError("TransientError", "an API request failed (500 InternalError): ...", False)
+    api_error, _ = failed_status(healthy, transient, generation=1, now=T0 + timedelta(seconds=50))
     return {"Pending": pending, "Progressing": progressing,
             "Healthy": healthy, "Replacing": replacing, "RolledBack": rolled_back, "Failed": failed,
-            "FailedFirstDeploy": deadline, "Paused": paused}
+            "FailedFirstDeploy": deadline, "Paused": paused, "ChildRefused": child_refused,
+            "TransientError": api_error}
 
 
 def cases() -> list[Case]:
@@ -74,6 +83,8 @@ def cases() -> list[Case]:
         Case("failed-invalid-spec", _obj(by_phase["Failed"]), "Degraded", "Failed"),
         Case("failed-first-deploy", _obj(by_phase["FailedFirstDeploy"]), "Degraded", "Failed"),
         Case("paused", _obj(by_phase["Paused"]), "Suspended", "InProgress"),
+        Case("child-refused", _obj(by_phase["ChildRefused"]), "Degraded", "Failed"),
+        Case("transient-api-error", _obj(by_phase["TransientError"]), "Progressing", "InProgress"),
         # The spec changed after the operator's last status: whatever status says is stale.
         Case("healthy-but-stale", _obj(by_phase["Healthy"], generation=2), "Progressing", "InProgress"),
         Case("rolled-back-but-stale", _obj(by_phase["RolledBack"], generation=2), "Progressing", "InProgress"),

@@ -11,7 +11,7 @@ from .base import ApiModel
 Phase = Literal["Pending", "Progressing", "Healthy", "Paused", "RolledBack", "Failed"]
 FailureReason = Literal[
     "InvalidSpec", "InsufficientGPU", "Unschedulable", "ImagePull", "ArtifactIntegrity", "ModelLoadFailed",
-    "CrashLoop", "OOMKilled", "ProgressDeadline", "AnalysisFailed", "GateFailed", "Aborted",
+    "CrashLoop", "OOMKilled", "ProgressDeadline", "AnalysisFailed", "GateFailed", "Aborted", "FailedCreate",
 ]
 RevisionState = Literal["Pending", "Canary", "Stable", "Superseded", "RolledBack"]
 Verdict = Literal["Pass", "Fail", "Inconclusive"]

@@ -1,4 +1,4 @@
-"""`modeldeploy`: generate the CRD, export models, run the operator, run the local sandbox demo."""
+"""`modeldeploy`: generate the CRD, export models, run the operator, the local sandbox (`sandbox up`, `demo`)."""
 
 from __future__ import annotations
 
@@ -28,14 +28,33 @@ def _run(args: argparse.Namespace) -> int:
     return int(kopf_main(argv, standalone_mode=False) or 0)
 
 
+SANDBOX_MISSING = ("needs the sandbox package modeldeploy_sandbox (test and demo infrastructure in sandbox/ of a "
+                   "source checkout, not in the operator image): from the checkout, pip install -e '.[dev]'")
+
+
+def _no_sandbox(command: str, reason: str) -> int:
+    print(f"modeldeploy {command}: {SANDBOX_MISSING} ({reason})", file=sys.stderr)
+    return 2
+
+
 def _demo(args: argparse.Namespace) -> int:
     try:
-        from ..sandbox.demo import run_demo
+        from modeldeploy_sandbox.demo import run_demo
     except ImportError as error:
-        print(f"modeldeploy demo: the sandbox needs the dev extra (pip install -e '.[dev]'): {error}",
-              file=sys.stderr)
-        return 2
+        return _no_sandbox("demo", str(error))
     return run_demo(quick=args.quick)
+
+
+def _sandbox_parser(subparsers: argparse._SubParsersAction) -> None:
+    sandbox = subparsers.add_parser("sandbox", help="the local cluster: a real control plane and the sandbox kubelet")
+    try:
+        from modeldeploy_sandbox.cli import add_arguments
+    except ImportError as error:
+        reason = str(error)
+        sandbox.add_argument("rest", nargs=argparse.REMAINDER)
+        sandbox.set_defaults(handler=lambda _: _no_sandbox("sandbox", reason))
+        return
+    add_arguments(sandbox)
 
 
 def _export_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -70,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = subparsers.add_parser("demo", help="the local sandbox: one canary rolled back, one promoted")
     demo.add_argument("--quick", action="store_true", help="shorter steps and intervals")
     demo.set_defaults(handler=_demo)
+    _sandbox_parser(subparsers)
     _export_parser(subparsers)
     return parser
 

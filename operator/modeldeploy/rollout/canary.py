@@ -31,7 +31,7 @@ from .builder import (
     stable_replicas,
     waiting_message,
 )
-from .failures import classify
+from .failures import revision_failure
 from .model import Failure, Observed, Plan, RevisionPlan
 
 GATE_RETRY_SECONDS = 1.0
@@ -164,7 +164,7 @@ def canary(builder: Builder, spec: ModelDeploymentSpec, stable: str, candidate: 
     stopped = _apply_intent(builder, candidate, hash_)
     if stopped is not None:
         return stopped
-    failure = classify(observed.pods_of(candidate))
+    failure = revision_failure(observed, candidate)
     if failure and failure.fatal:
         return _rollback(builder, candidate, hash_, failure)
     if deadline_passed(builder, progress, spec):

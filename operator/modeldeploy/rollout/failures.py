@@ -1,4 +1,4 @@
-"""Name why a revision's pods are not becoming ready, from their statuses alone.
+"""Name why a revision's pods are not becoming ready, from their statuses and their Deployment's.
 
 Fatal failures reject the revision at once (they never heal by waiting); the others are
 reported while the progress deadline runs, and name the ProgressDeadline failure when it expires.
@@ -6,7 +6,7 @@ reported while the progress deadline runs, and name the ProgressDeadline failure
 
 from __future__ import annotations
 
-from .model import ContainerState, Failure, PodState
+from .model import ContainerState, DeploymentState, Failure, Observed, PodState
 
 FETCH_CONTAINER = "fetch"
 # `modelserver fetch` exit code for a digest mismatch (see modelserver/fetch.py).
@@ -18,6 +18,12 @@ IMAGE_PULL_REASONS = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "E
 # modelserver: "load failed", ONNX Runtime: "Load model from X failed"; Triton: "failed to load", "poll failed".
 MODEL_LOAD_MARKERS = ("failed to load", "load failed", "model load", "load model from", "modelloadfailed",
                       "poll failed for model")
+
+
+# A full ResourceQuota frees up when other pods go; every other refusal of the pods themselves
+# (admission: a RuntimeClass that does not exist, Pod Security, a LimitRange; validation: an image
+# name with surrounding spaces) stays until the spec or the cluster changes.
+QUOTA_MARKER = "exceeded quota"
 
 
 def _text(*parts: str | None) -> str:
@@ -54,9 +60,25 @@ def _container_failure(pod: PodState, container: ContainerState) -> Failure | No
     return None
 
 
-def classify(pods: list[PodState]) -> Failure | None:
-    """The most telling failure among a revision's pods: fatal ones first."""
-    found: list[Failure] = []
+def replica_failure(deployment: DeploymentState | None) -> Failure | None:
+    """The pods of `deployment` cannot even be created (FailedCreate): the API server's refusal."""
+    if deployment is None or not deployment.replica_failure:
+        return None
+    message = f"Deployment {deployment.revision} cannot create pods (FailedCreate): {deployment.replica_failure}"
+    if QUOTA_MARKER in deployment.replica_failure:
+        return Failure("Unschedulable", message, False)
+    return Failure("FailedCreate", message, True)
+
+
+def revision_failure(observed: Observed, revision: str) -> Failure | None:
+    """The most telling failure of `revision`: its Deployment's, then its pods'."""
+    return classify(observed.pods_of(revision), observed.deployments.get(revision))
+
+
+def classify(pods: list[PodState], deployment: DeploymentState | None = None) -> Failure | None:
+    """The most telling failure among a revision's pods (and its Deployment): fatal ones first."""
+    created = replica_failure(deployment)
+    found: list[Failure] = [created] if created else []
     for pod in pods:
         if pod.unschedulable_message:
             # With a GPU product selector the scheduler names the selector, not the GPU resource.

@@ -12,7 +12,7 @@ from .builder import (
     stable_replicas,
     waiting_message,
 )
-from .failures import classify
+from .failures import revision_failure
 from .model import Plan, RevisionPlan
 
 
@@ -25,7 +25,7 @@ def steady(builder: Builder, candidate: str, hash_: str) -> Plan:
     status.rollout = None
     if ready(builder.observed, candidate, 1):
         return builder.finish("Healthy", "Serving", f"revision {candidate} is serving")
-    failure = classify(builder.observed.pods_of(candidate))
+    failure = revision_failure(builder.observed, candidate)
     builder.plan.requeue_after = PROGRESS_REQUEUE_SECONDS
     return builder.finish("Progressing", "StableNotReady", waiting_message(builder.observed, candidate, failure))
 
@@ -40,7 +40,7 @@ def first_deploy(builder: Builder, spec: ModelDeploymentSpec, candidate: str, ha
     wanted = state.replicas if state and state.replicas is not None else spec.autoscaling.min_replicas
     if ready(observed, candidate, wanted):  # Healthy means every wanted pod serves, as kstatus reads it
         return builder.promote(None, None, candidate, hash_)
-    failure = classify(observed.pods_of(candidate))
+    failure = revision_failure(observed, candidate)
     if (failure and failure.fatal) or deadline_passed(builder, progress, spec):
         failure = failure if failure and failure.fatal else deadline_failure(failure, spec)
         builder.reject(candidate, hash_, failure)
@@ -61,7 +61,7 @@ def replace(builder: Builder, spec: ModelDeploymentSpec, stable: str, candidate:
     if ready(observed, candidate, replicas):
         return builder.promote(stable, stable_hash, candidate, hash_)
     builder.serve_stable(stable, stable_hash, render=False)
-    failure = classify(observed.pods_of(candidate))
+    failure = revision_failure(observed, candidate)
     if (failure and failure.fatal) or deadline_passed(builder, progress, spec):
         failure = failure if failure and failure.fatal else deadline_failure(failure, spec)
         builder.reject(candidate, hash_, failure)

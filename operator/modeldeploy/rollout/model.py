@@ -56,6 +56,9 @@ class DeploymentState:
     ready_replicas: int = 0
     available_replicas: int = 0
     updated_replicas: int = 0
+    # The Deployment controller's ReplicaFailure condition (reason FailedCreate): why its ReplicaSet
+    # cannot create pods, in the API server's words. None while pods can be created.
+    replica_failure: str | None = None
 
 
 @dataclass(frozen=True)

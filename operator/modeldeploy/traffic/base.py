@@ -28,6 +28,9 @@ class RouterTarget:
 
 
 class Router(Protocol):
+    # (apiVersion, kind) of the routing object, named after the ModelDeployment: errors name it.
+    child: tuple[str, str]
+
     def reconcile(self) -> bool:
         """Create or update the routing objects; True if anything was written."""
 

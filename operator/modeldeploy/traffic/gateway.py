@@ -28,6 +28,8 @@ def render_httproute(target: RouterTarget, weights: dict[str, int]) -> dict[str,
 
 
 class GatewayRouter:
+    child = (HTTPROUTE_API, "HTTPRoute")
+
     def __init__(self, target: RouterTarget) -> None:
         self.target = target
 

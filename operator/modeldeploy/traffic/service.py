@@ -14,6 +14,8 @@ from .base import RouterTarget
 
 
 class ServiceRouter:
+    child = ("v1", "Service")
+
     def __init__(self, target: RouterTarget) -> None:
         self.target = target
 
