@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from modeldeploy.sandbox.onnx_models import linear_model, sha256_digest
+from modeldeploy_sandbox.onnx_models import linear_model, sha256_digest
 
 VERSIONS = {"v1": 1, "v2": 2, "v3": 3}
 

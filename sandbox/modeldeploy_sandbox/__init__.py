@@ -16,4 +16,6 @@ sandbox kubelet that runs pods as real processes. Test and demo infrastructure, 
 - :mod:`.loadgen` + :mod:`.routing` — inference traffic split as the EndpointSlices / HTTPRoute say.
 - :mod:`.faults` — API faults injected by a proxy in front of the real apiserver.
 - :mod:`.prometheus` — a real Prometheus scraping the pods; :mod:`.demo` — ``make demo``.
+- :mod:`.cli` — ``modeldeploy sandbox up``; :mod:`.describe` — what a running cluster is made of, for people.
+- :mod:`.waiting` — waiting for a condition (``wait_until``) or checking that one holds (``holds``).
 """

@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from modeldeploy_sandbox.network import loopback_for
 
 DEFAULT_PORTS = (8000, 8001, 8002)
+_IN_PROCESS: set[str] = set()  # every pool's taken IPs (see the module docstring)
+_IN_PROCESS_LOCK = threading.Lock()
 
 
 def ports_free(address: str, ports: Iterable[int]) -> bool:
@@ -48,17 +50,20 @@ class PodAddressPool:
 
     def allocate(self) -> str | None:
         """The lowest free pod IP whose loopback twin has its ports free, or None if there is none."""
-        with self._lock:
+        with self._lock, _IN_PROCESS_LOCK:
             for host in list(self.network.hosts())[1:]:  # .1 is the node's bridge in a real CNI
                 ip = str(host)
-                if ip not in self._taken and ports_free(loopback_for(ip), self.ports):
+                if ip not in _IN_PROCESS and ports_free(loopback_for(ip), self.ports):
                     self._taken.add(ip)
+                    _IN_PROCESS.add(ip)
                     return ip
         return None
 
     def release(self, ip: str) -> None:
-        with self._lock:
-            self._taken.discard(ip)
+        with self._lock, _IN_PROCESS_LOCK:
+            if ip in self._taken:
+                self._taken.discard(ip)
+                _IN_PROCESS.discard(ip)
 
     def taken(self) -> set[str]:
         with self._lock:

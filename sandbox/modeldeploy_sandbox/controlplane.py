@@ -122,7 +122,8 @@ class ControlPlane:
     (a new temporary directory by default, removed on stop)."""
 
     def __init__(self, binaries: KubeBinaries | None = None, directory: Path | None = None,
-                 *, apiserver_flags: Sequence[str] = (), audit_groups: Sequence[str] = ()) -> None:
+                 *, apiserver_flags: Sequence[str] = (), audit_groups: Sequence[str] = (),
+                 controllers: bool = True) -> None:
         self.binaries = binaries or ensure_binaries()
         self._own_directory = directory is None
         self.directory = directory or Path(tempfile.mkdtemp(prefix="modeldeploy-cp-"))
@@ -130,10 +131,12 @@ class ControlPlane:
         self.apiserver_flags = tuple(apiserver_flags)
         self.audit_groups = tuple(audit_groups)  # whose requests the audit log records (metadata only)
         self.audit_log = self.directory / "audit.log"
+        self.with_controllers = controllers  # False: etcd and kube-apiserver only (a benchmark's floor)
         self.components: dict[str, Component] = {}
         self.started_seconds = 0.0
         self.port = 0
         self.kubeconfig = self.directory / "admin.kubeconfig"
+        self._etcd_data: Path | None = None
         self._lock = threading.Lock()
 
     @property
@@ -162,8 +165,9 @@ class ControlPlane:
             deadline = started + READY_TIMEOUT_S
             # The controllers refuse to start until the apiserver has bootstrapped its RBAC policy.
             self._wait_healthy("kube-apiserver", self.port, "/readyz", deadline)
-            self._start_controllers()
-            self._wait_ready(deadline)
+            if self.with_controllers:
+                self._start_controllers()
+                self._wait_ready(deadline)
         except BaseException:
             self.stop()
             raise
@@ -187,6 +191,8 @@ class ControlPlane:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(component.process.pid, signal.SIGKILL)
                 component.process.wait(5.0)
+        if self._etcd_data is not None:
+            shutil.rmtree(self._etcd_data, ignore_errors=True)
         if self._own_directory:
             shutil.rmtree(self.directory, ignore_errors=True)
 
@@ -227,7 +233,9 @@ class ControlPlane:
         return component
 
     def _start_etcd(self) -> None:
-        data = Path(tempfile.mkdtemp(prefix="etcd-", dir="/dev/shm" if Path("/dev/shm").is_dir() else None))
+        # In memory where the machine has /dev/shm: etcd's writes are the apiserver's floor.
+        data = Path(tempfile.mkdtemp(prefix="modeldeploy-etcd-", dir="/dev/shm" if Path("/dev/shm").is_dir() else None))
+        self._etcd_data = data
         (self.directory / "etcd-data").symlink_to(data)
         self.etcd_port, peer = free_port(), free_port()
         self._spawn("etcd", [

@@ -1,7 +1,10 @@
-"""`modeldeploy demo` (`make demo`): the sandbox with the real operator, two canaries, live.
+"""`modeldeploy demo` (`make demo`): a real local Kubernetes control plane, the operator, two canaries, live.
 
-Three acts against one ModelDeployment ``resnet`` while the load generator sends inference
-requests throughout:
+It starts a :class:`~.cluster.LocalCluster` (etcd, kube-apiserver, kube-controller-manager and
+kube-scheduler built from their Go modules, the first run builds them with progress on stderr; the
+sandbox kubelet with its CPU and GPU Nodes), names what it started with versions and the start time,
+then runs the operator as its own process with the chart's ServiceAccount. Three acts against one
+ModelDeployment ``resnet`` while the load generator sends inference requests throughout:
 
 1. model v1 is deployed and becomes Healthy;
 2. canary v2 answers 20 % of its requests with HTTP 500 (``MODELSERVER_FAULT_ERROR_RATE``):
@@ -10,8 +13,8 @@ requests throughout:
 
 Progress is printed as plain lines (one per change, one per Event), so it reads the same in a
 terminal, a pipe or a CI log. Exit status 0 only if v2 was rolled back for AnalysisFailed and
-v3 promoted. Every process (modelserver pods, emulator, operator thread) is stopped on the way
-out, also on Ctrl-C.
+v3 promoted. Every process it started (the control plane, the modelserver pods, the operator) is
+stopped on the way out, also on Ctrl-C or SIGTERM, and its files are removed.
 
 Traffic is split by the Gateway API router (an HTTPRoute with exact weights) so that the steps'
 20 % / 50 % are what the canary really gets; with the ``service`` router and one stable pod,
@@ -22,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import logging
 import signal
 import sys
 import textwrap
@@ -32,11 +34,14 @@ from types import FrameType
 from typing import Any, TextIO
 
 from modeldeploy.cli.kubectl import format_status
-from modeldeploy_sandbox.cluster import Sandbox, model_deployment
+from modeldeploy_sandbox.cluster import LocalCluster
+from modeldeploy_sandbox.describe import describe_cluster
 from modeldeploy_sandbox.loadgen import NO_ENDPOINT, LoadGenerator, LoadReport
 from modeldeploy_sandbox.routing import resolve
+from modeldeploy_sandbox.sandbox import Sandbox, model_deployment
 
 NAME = "resnet"
+NAMESPACE = "demo"
 FAULT_ENV = "MODELSERVER_FAULT_ERROR_RATE"
 FAULT_RATE = "0.2"
 
@@ -185,8 +190,11 @@ class Monitor:
         return text
 
     def _events(self) -> None:
+        # The ModelDeployment's own Events (the HPA of the same name has its own: without a metrics
+        # server in the sandbox, it warns that it has no CPU metrics).
         events = [e for e in self.sb.kube.list("v1", "Event", self.sb.namespace)
                   if (e.get("involvedObject") or {}).get("name") == NAME
+                  and (e.get("involvedObject") or {}).get("kind") == "ModelDeployment"
                   and e["metadata"]["name"] not in self.seen_events]
         for event in sorted(events, key=lambda e: int(e["metadata"].get("resourceVersion") or 0)):
             self.seen_events.add(event["metadata"]["name"])
@@ -257,35 +265,51 @@ def run_demo(quick: bool = False, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     settings = QUICK if quick else FULL
     t0 = time.monotonic()
-    print(f"modeldeploy demo{' --quick' if quick else ''}: a local sandbox (emulated Kubernetes API, real "
-          f"modelserver pods on 127.0.0.x, the real operator), {settings.rate:g} req/s of inference traffic",
-          file=out, flush=True)
-    print("  steps " + ", ".join(f"{w}% for {p}" for w, p in settings.steps)
-          + f"; analysis every {settings.interval}, minSamples {settings.min_samples}, failureLimit 2; "
-          + "checks: " + "; ".join(_describe(c) for c in _checks(settings.p99))
-          + ("" if settings.p99 else " (latencyP99 off: <100 canary requests per interval, see demo.py)"),
-          file=out, flush=True)
-    # kopf notes on stderr that it runs outside the main thread (so it ignores OS signals): noise here.
-    kopf_logger = logging.getLogger("kopf")
-    level = kopf_logger.level
-    kopf_logger.setLevel(logging.ERROR)
+
+    def say(text: str = "") -> None:
+        print(text, file=out, flush=True)
+
+    say(f"modeldeploy demo{' --quick' if quick else ''}: starting a local Kubernetes cluster (etcd, kube-apiserver, "
+        "kube-controller-manager, kube-scheduler, the sandbox kubelet) on 127.0.0.1")
     try:
-        with _sigterm_as_interrupt(), Sandbox() as sb, sb.run_operator(), contextlib.ExitStack() as stack:
-            monitor = Monitor(sb, out, t0)
+        with _sigterm_as_interrupt():
             try:
-                ok = _acts(sb, monitor, settings, stack)
-            except DemoFailed as error:
-                monitor.say(f"FAILED: {error}")
-                print(sb.describe(NAME), file=out)
-                _summary(monitor, out)
-                return 1
-            _summary(monitor, out)
-            return 0 if ok else 1
+                with LocalCluster() as cluster:
+                    for line in describe_cluster(cluster):
+                        say(line)
+                    return _run_in(cluster, settings, out, t0)
+            finally:
+                say(f"stopped everything the demo started (pods, operator, control plane) and removed its files; "
+                    f"{time.monotonic() - t0:.1f}s in all")
     except KeyboardInterrupt:
-        print("\ninterrupted: every sandbox process was stopped", file=out, flush=True)
+        say("\ninterrupted: every process the demo started was stopped")
         return 130
-    finally:
-        kopf_logger.setLevel(level)
+
+
+def _run_in(cluster: LocalCluster, settings: DemoSettings, out: TextIO, t0: float) -> int:
+    with Sandbox(cluster, NAMESPACE) as sb:
+        started = time.monotonic()
+        with sb.run_operator() as operator:
+            print(f"operator: `kopf run -m modeldeploy.handlers` as its own process (pid {operator.pid}), "
+                  f"with the chart's ServiceAccount and RBAC, watching namespace {sb.namespace}; live in "
+                  f"{time.monotonic() - started:.1f}s", file=out, flush=True)
+            print(f"traffic: {settings.rate:g} req/s of inference through the EndpointSlices and the HTTPRoute; "
+                  "steps " + ", ".join(f"{w}% for {p}" for w, p in settings.steps)
+                  + f"; analysis every {settings.interval}, minSamples {settings.min_samples}, failureLimit 2; "
+                  + "checks: " + "; ".join(_describe(c) for c in _checks(settings.p99))
+                  + ("" if settings.p99 else " (latencyP99 off: <100 canary requests per interval, see demo.py)"),
+                  file=out, flush=True)
+            with contextlib.ExitStack() as stack:
+                monitor = Monitor(sb, out, t0)
+                try:
+                    ok = _acts(sb, monitor, settings, stack)
+                except DemoFailed as error:
+                    monitor.say(f"FAILED: {error}")
+                    print(sb.describe(NAME), file=out)
+                    _summary(monitor, out)
+                    return 1
+                _summary(monitor, out)
+                return 0 if ok else 1
 
 
 def _describe(check: dict[str, Any]) -> str:

@@ -237,6 +237,12 @@ class Kubelet:
                 return ""
             return tail(found.process.launch.log_path, lines=lines, limit=64 * 1024)
 
+    def allocated_ips(self, namespace: str | None = None) -> set[str]:
+        """Pod IPs handed out to running or terminating pods (of one namespace, if given)."""
+        with self._lock:
+            return {r.pod_ip for r in [*self._runners.values(), *self._terminating.values()]
+                    if namespace is None or r.namespace == namespace}
+
     def terminating(self) -> int:
         with self._lock:
             return len(self._terminating)

@@ -51,6 +51,20 @@ def _split_host_port(authority: str, default_port: int) -> tuple[str, int]:
     return host, int(port) if port else default_port
 
 
+_HOP_BY_HOP = (b"connection:", b"proxy-connection:", b"keep-alive:")
+
+
+def _one_shot(headers: bytes) -> bytes:
+    """The request's headers with ``Connection: close``: one request per proxied connection.
+
+    A client keeps its connection to a proxy open and reuses it for *any* host (Go's transport does
+    for plain-HTTP targets: Prometheus scraping many pods through one proxy). The proxy pipes bytes to
+    the first request's pod, so it must end the connection after that request's response.
+    """
+    lines = [line for line in headers.split(b"\r\n") if line and not line.lower().startswith(_HOP_BY_HOP)]
+    return b"\r\n".join([*lines, b"Connection: close", b"", b""])
+
+
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     try:
         while chunk := await reader.read(65536):
@@ -146,5 +160,5 @@ class PodNetworkProxy:
         if tunnel:
             writer.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
         else:
-            upstream_writer.write(f"{method} {path} {version}\r\n".encode("latin-1") + rest)
+            upstream_writer.write(f"{method} {path} {version}\r\n".encode("latin-1") + _one_shot(rest))
         await asyncio.gather(_pipe(reader, upstream_writer), _pipe(upstream_reader, writer))

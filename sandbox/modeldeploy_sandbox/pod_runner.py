@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from modeldeploy_sandbox.container_runner import Backoff, ContainerRunner, rfc3339
-from modeldeploy_sandbox.probes import ReadinessProbe
 from modeldeploy_sandbox.network import loopback_for
+from modeldeploy_sandbox.probes import ReadinessProbe
 from modeldeploy_sandbox.process import Launch, plan_launch
 from modeldeploy_sandbox.quantities import parse_quantity
 

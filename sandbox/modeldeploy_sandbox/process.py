@@ -9,6 +9,8 @@ is ``modelserver``. So a container's ``args`` become ``python -m modelserver ARG
 - ``serve`` bound to the pod's loopback address (``--host 127.0.0.N``);
 - ``fetch`` writing its failure line to the container's termination log (in a pod the kubelet
   mounts ``/dev/termination-log``, fetch's default);
+- ``--device cuda`` (what the operator renders for GPU pods) served on the CPU: the sandbox's GPU
+  nodes are scheduling targets only, with no CUDA behind them;
 - an environment built from scratch (PATH, HOME, TMPDIR + the container's ``env``): nothing of the
   test process leaks in, e.g. a ``MODELSERVER_FAULT_*`` variable.
 """
@@ -74,6 +76,17 @@ def _argv(container: Mapping[str, Any], python: str) -> list[str]:
     return [python, "-m", MODELSERVER, *args]
 
 
+def _on_cpu(argv: list[str]) -> list[str]:
+    """``--device cuda`` / ``--device=cuda`` -> cpu (see the module docstring)."""
+    out = list(argv)
+    for index, arg in enumerate(out):
+        if arg == "--device=cuda":
+            out[index] = "--device=cpu"
+        elif arg == "cuda" and index > 0 and out[index - 1] == "--device":
+            out[index] = "cpu"
+    return out
+
+
 def plan_launch(
     container: Mapping[str, Any],
     *,
@@ -100,7 +113,7 @@ def plan_launch(
     subcommand = argv[3] if len(argv) > 3 else ""
     termination_log = pod_dir / "termination-log" / f"{name}-{attempt}"
     if subcommand == "serve":
-        argv += ["--host", address]
+        argv = [*_on_cpu(argv), "--host", address]
     elif subcommand == "fetch":
         argv += ["--termination-log", str(termination_log)]
     tmp = dict(mounts).get("/tmp") or pod_dir / "tmp"

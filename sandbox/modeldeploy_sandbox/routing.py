@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import random
 from collections.abc import Mapping
-from typing import Any
 
 from modeldeploy.kubeapi import KubeClient
 from modeldeploy.render.labels import REVISION_LABEL
@@ -80,9 +79,7 @@ def resolve(kube: KubeClient, namespace: str, name: str) -> RouteTable:
     route = kube.get("gateway.networking.k8s.io/v1", "HTTPRoute", namespace, name)
     if route is not None:
         refs = [ref for rule in (route.get("spec") or {}).get("rules") or [] for ref in rule.get("backendRefs") or []]
-        backends = tuple(
-            Backend(str(ref["name"]), int(ref.get("weight", 1)), _endpoints(kube, namespace, str(ref["name"]), revisions))
-            for ref in refs
-        )
+        backends = tuple(Backend(str(ref["name"]), int(ref.get("weight", 1)),
+                                 _endpoints(kube, namespace, str(ref["name"]), revisions)) for ref in refs)
         return RouteTable(model, backends)
     return RouteTable(model, (Backend(name, 1, _endpoints(kube, namespace, name, revisions)),))

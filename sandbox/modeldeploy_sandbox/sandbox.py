@@ -11,7 +11,8 @@ operator, and the reads and waits of a user with kubectl.
 
 ``apply`` goes to the real apiserver, which defaults and validates with the CRD (a refusal raises
 :class:`~modeldeploy.kubeapi.Invalid` with the apiserver's message). Closing deletes the namespace
-and waits until the controllers and the kubelet have removed everything in it.
+and waits until the kubelet has ended every pod in it; the namespace controller removes the rest
+a few seconds later.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any
 from modeldeploy.kubeapi import Conflict, KubeClient
 from modeldeploy_sandbox.artifacts import Artifact, ArtifactServer
 from modeldeploy_sandbox.cluster import LocalCluster
+from modeldeploy_sandbox.kubelet import PodProcesses
 from modeldeploy_sandbox.loadgen import LoadGenerator
 from modeldeploy_sandbox.operator_process import OperatorProcess
 
@@ -65,7 +67,7 @@ class Sandbox:
     def __enter__(self) -> Sandbox:
         try:
             self.cluster.create_namespace(self.namespace)
-            self._stack.callback(self.cluster.delete_namespace, self.namespace)
+            self._stack.callback(self.cluster.delete_namespace, self.namespace, until_gone=False)
             self.artifacts = self._stack.enter_context(ArtifactServer())
         except BaseException:
             self._stack.close()
@@ -130,6 +132,10 @@ class Sandbox:
     def pods(self, name: str, revision: str | None = None) -> list[dict[str, Any]]:
         selector = {"modeldeploy.dev/name": name, **({"modeldeploy.dev/revision": revision} if revision else {})}
         return self.kube.list("v1", "Pod", self.namespace, selector)
+
+    def running_pods(self, *, ready: bool | None = None) -> list[PodProcesses]:
+        """The sandbox kubelet's running pods of this namespace (``ready=True``: the ready ones only)."""
+        return [p for p in self.kubelet.pods() if p.namespace == self.namespace and ready in (None, p.ready)]
 
     def deployments(self, name: str) -> list[dict[str, Any]]:
         return self.kube.list("apps/v1", "Deployment", self.namespace, {"modeldeploy.dev/name": name})

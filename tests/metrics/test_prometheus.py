@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from modeldeploy.metrics import PrometheusProvider, RevisionTarget
-from modeldeploy.sandbox.prometheus import INSTALL_HINT, PrometheusServer, StaticTarget, find_prometheus
+from modeldeploy_sandbox.prometheus import INSTALL_HINT, PrometheusServer, StaticTarget, find_prometheus
 
 from .conftest import FakePod
 

@@ -1,4 +1,5 @@
-"""Fixtures for sandbox tests: real modelserver processes on 127.0.0.x; none may outlive a test."""
+"""Fixtures for sandbox tests: the session's real control plane (``cluster``, ``sandbox``,
+``bare_sandbox`` in tests/conftest.py) with real modelserver processes; none may outlive a module."""
 
 from __future__ import annotations
 
@@ -7,9 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from modeldeploy.sandbox.cluster import Sandbox
-from modeldeploy.sandbox.emulator_server import EmulatorHandle, running_emulator
 
 
 def modelserver_children() -> list[int]:
@@ -34,16 +32,3 @@ def no_leaked_processes() -> Iterator[None]:
     """Checked per module: module-scoped fixtures keep their pods across a module's tests."""
     yield
     assert modelserver_children() == [], "sandbox tests leaked modelserver processes"
-
-
-@pytest.fixture()
-def emulator() -> Iterator[EmulatorHandle]:
-    with running_emulator() as handle:
-        yield handle
-
-
-@pytest.fixture()
-def sandbox() -> Iterator[Sandbox]:
-    """Emulator + kubelet + artifact server, with the real operator running."""
-    with Sandbox() as sb, sb.run_operator():
-        yield sb

@@ -1,25 +1,23 @@
-"""Children as the operator renders them, without the operator: for kubelet and load-generator tests."""
+"""Children as the operator renders them, created without the operator: for kubelet and load-generator
+tests, where the real kube-controller-manager and kube-scheduler take it from the Deployment on."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from modeldeploy.api import ModelDeploymentSpec
+from modeldeploy.kubeapi import KubeClient
 from modeldeploy.render import Owner, RuntimeImages, render_deployment, render_main_service, render_revision_service
-from modeldeploy.sandbox.artifacts import Artifact
-from modeldeploy.sandbox.emulator_server import EmulatorHandle
+from modeldeploy_sandbox.artifacts import Artifact
 
-NS = "ml"
-DEPLOYMENTS = "apps/v1/deployments"
-PODS = "v1/pods"
+NAME = "resnet"
 
 
-def owner(emulator: EmulatorHandle, name: str = "resnet") -> Owner:
-    """A stand-in owner object (a ConfigMap): the children's ownerReferences need a live uid."""
-    live = emulator.get("v1/configmaps", NS, name) or emulator.create(
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": NS}}
-    )
-    return Owner("v1", "ConfigMap", name, NS, live["metadata"]["uid"])
+def owner(kube: KubeClient, namespace: str, name: str = NAME) -> Owner:
+    """A stand-in owner (a ConfigMap): the children's ownerReferences need a live uid."""
+    live = kube.get("v1", "ConfigMap", namespace, name) or kube.create(
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": namespace}})
+    return Owner("v1", "ConfigMap", name, namespace, live["metadata"]["uid"])
 
 
 def spec(artifact: Artifact, env: dict[str, str] | None = None, **extra: Any) -> ModelDeploymentSpec:
@@ -29,38 +27,39 @@ def spec(artifact: Artifact, env: dict[str, str] | None = None, **extra: Any) ->
     return ModelDeploymentSpec.model_validate(body)
 
 
-def create_revision(
-    emulator: EmulatorHandle,
-    artifact: Artifact,
-    revision: str,
-    *,
-    replicas: int = 1,
-    name: str = "resnet",
-    env: dict[str, str] | None = None,
-    **extra: Any,
-) -> dict[str, Any]:
+def render_revision(kube: KubeClient, namespace: str, artifact: Artifact, revision: str, *, replicas: int = 1,
+                    name: str = NAME, env: dict[str, str] | None = None, **extra: Any) -> dict[str, Any]:
+    """The revision's Deployment as the operator renders it (not created)."""
+    return render_deployment(spec(artifact, env, **extra), name=name, namespace=namespace, revision=revision,
+                             spec_hash=revision, role="stable", replicas=replicas, owner=owner(kube, namespace, name),
+                             images=RuntimeImages())
+
+
+def create_revision(kube: KubeClient, namespace: str, artifact: Artifact, revision: str, *, replicas: int = 1,
+                    name: str = NAME, env: dict[str, str] | None = None, **extra: Any) -> dict[str, Any]:
     """The revision's Deployment and Service, as the operator would create them."""
-    the_owner = owner(emulator, name)
-    the_spec = spec(artifact, env, **extra)
-    deployment = render_deployment(
-        the_spec,
-        name=name,
-        namespace=NS,
-        revision=revision,
-        spec_hash=revision,
-        role="stable",
-        replicas=replicas,
-        owner=the_owner,
-        images=RuntimeImages(),
-    )
-    emulator.create(render_revision_service(name=name, namespace=NS, revision=revision, role="stable", owner=the_owner))
-    return emulator.create(deployment)
+    deployment = render_revision(kube, namespace, artifact, revision, replicas=replicas, name=name, env=env, **extra)
+    kube.create(render_revision_service(name=name, namespace=namespace, revision=revision, role="stable",
+                                        owner=owner(kube, namespace, name)))
+    return kube.create(deployment)
 
 
-def create_main_service(emulator: EmulatorHandle, selector: dict[str, str], name: str = "resnet") -> dict[str, Any]:
-    return emulator.create(render_main_service(name=name, namespace=NS, owner=owner(emulator, name), selector=selector))
+def create_main_service(kube: KubeClient, namespace: str, selector: dict[str, str],
+                        name: str = NAME) -> dict[str, Any]:
+    return kube.create(render_main_service(name=name, namespace=namespace, owner=owner(kube, namespace, name),
+                                           selector=selector))
 
 
-def pod_status(emulator: EmulatorHandle, revision: str) -> list[dict[str, Any]]:
-    pods = emulator.list(PODS, NS, label_selector=f"modeldeploy.dev/revision={revision}")
-    return [p.get("status") or {} for p in pods]
+def pods(kube: KubeClient, namespace: str, revision: str) -> list[dict[str, Any]]:
+    return kube.list("v1", "Pod", namespace, {"modeldeploy.dev/revision": revision})
+
+
+def pod_statuses(kube: KubeClient, namespace: str, revision: str) -> list[dict[str, Any]]:
+    return [p.get("status") or {} for p in pods(kube, namespace, revision)]
+
+
+def ready_endpoints(kube: KubeClient, namespace: str, service: str) -> set[str]:
+    """The addresses the EndpointSlice controller publishes as ready for ``service``."""
+    slices = kube.list("discovery.k8s.io/v1", "EndpointSlice", namespace, {"kubernetes.io/service-name": service})
+    return {address for s in slices for e in s.get("endpoints") or []
+            if (e.get("conditions") or {}).get("ready") for address in e.get("addresses") or []}

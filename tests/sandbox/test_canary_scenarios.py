@@ -1,4 +1,5 @@
-"""Canary scenarios in the sandbox: the real operator, real modelserver pods, real traffic and metrics.
+"""Canary scenarios on the real control plane: the operator as its own process (the chart's
+ServiceAccount), real modelserver pods, real traffic through the EndpointSlices / HTTPRoute, real metrics.
 
 Short clocks (1 s analysis intervals, 2 s step pauses) so that each scenario takes seconds. The
 checks are successRate (exact binomial + Newcombe tests) and latencyMean: a p99 needs at least
@@ -7,12 +8,18 @@ checks are successRate (exact binomial + Newcombe tests) and latencyMean: a p99 
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
-from modeldeploy.sandbox.artifacts import Artifact
-from modeldeploy.sandbox.cluster import Sandbox, model_deployment
-from modeldeploy.sandbox.emulator_server import wait_until
+from modeldeploy_sandbox.artifacts import Artifact
+from modeldeploy_sandbox.cluster import LocalCluster
+from modeldeploy_sandbox.sandbox import Sandbox, model_deployment
+from modeldeploy_sandbox.waiting import holds, wait_until
 
 NAME = "resnet"
 CHECKS = [{"metric": "successRate", "min": 0.95, "maxDrop": 0.02}, {"metric": "latencyMean", "max": "100ms"}]
@@ -35,7 +42,7 @@ def canary_manifest(artifact: Artifact, env: dict[str, str] | None = None, **rol
 def deploy_stable(sb: Sandbox, **rollout: Any) -> str:
     sb.apply(canary_manifest(sb.artifacts.linear("resnet/1/model.onnx"), **rollout))
     status = sb.wait_for_phase(NAME, "Healthy", timeout=60)
-    wait_until(lambda: len([p for p in sb.kubelet.pods() if p.ready]) == 2, timeout=30, message="2 ready pods")
+    wait_until(lambda: len(sb.running_pods(ready=True)) == 2, timeout=30, message="2 ready pods")
     return str(status["stableRevision"])
 
 
@@ -68,7 +75,7 @@ def test_a_healthy_canary_is_promoted_through_every_step(sandbox: Sandbox) -> No
     assert events(sandbox).count("StepStarted") == 2 and "Promoted" in events(sandbox)
     wait_until(lambda: [d["metadata"]["name"] for d in sandbox.deployments(NAME)] == [canary], timeout=20,
                message="the old revision deleted after the scale-down delay")
-    wait_until(lambda: {p.revision for p in sandbox.kubelet.pods()} == {canary}, timeout=20, message="old pods gone")
+    wait_until(lambda: {p.revision for p in sandbox.running_pods()} == {canary}, timeout=20, message="old pods gone")
     assert status["analysis"]["verdict"] == "Pass"
 
 
@@ -82,10 +89,10 @@ def test_an_error_regression_is_rolled_back_by_the_analysis(sandbox: Sandbox) ->
         reason = rejected(sandbox)
         elapsed = time.monotonic() - started
         status = sandbox.wait_for_phase(NAME, "RolledBack", timeout=10)
-        wait_until(lambda: {p.revision for p in sandbox.kubelet.pods()} == {stable}, timeout=20,
+        wait_until(lambda: {p.revision for p in sandbox.running_pods()} == {stable}, timeout=20,
                    message="canary pods gone")
         after = load.report().successes(stable)
-        time.sleep(1.0)
+        wait_until(lambda: load.report().successes(stable) >= after + 30, timeout=10, message="stable serving on")
         report = load.stop()
     assert reason["reason"] == "AnalysisFailed" and "successRate" in reason["message"], reason
     assert status["stableRevision"] == stable and status["canaryWeight"] == 0
@@ -146,33 +153,42 @@ def test_low_traffic_is_inconclusive_until_there_are_enough_samples(sandbox: San
         sandbox.apply(canary_manifest(sandbox.artifacts.linear("resnet/2/model.onnx", seed=2)))
         sandbox.wait_for(NAME, lambda s: (s.get("analysis") or {}).get("verdict") == "Inconclusive", 30,
                          "an inconclusive interval")
-        time.sleep(6)  # several intervals and both pauses' worth of time: still nothing decided
-        status = sandbox.status(NAME)
+
+        def undecided() -> dict[str, Any] | None:
+            status = sandbox.status(NAME)
+            analysis = status.get("analysis") or {}
+            return status if (status.get("phase") == "Progressing" and status["rollout"]["step"] == 0
+                              and analysis.get("verdict") == "Inconclusive" and analysis.get("passedIntervals") == 0
+                              and not status.get("rejectedRevisions")) else None
+
+        # Several intervals and both pauses' worth of time: still nothing decided, either way.
+        holds(undecided, 6.0, message="an undecided canary under low traffic")
         trickle.stop()
-    assert status["phase"] == "Progressing" and status["rollout"]["step"] == 0, status
-    assert status["analysis"]["verdict"] == "Inconclusive" and not status.get("rejectedRevisions")
-    assert status["analysis"]["passedIntervals"] == 0
     with sandbox.loadgen(NAME, rate=60, duration=120):  # enough traffic: it now goes through
         sandbox.wait_for(NAME, lambda s: s.get("phase") == "Healthy", 60, "promotion")
 
 
-def test_an_operator_restart_mid_canary_resumes_from_status() -> None:
-    with Sandbox() as sb:
-        with sb.run_operator():
-            deploy_stable(sb)
-        with sb.loadgen(NAME, rate=60, duration=120):
-            with sb.run_operator():
-                sb.apply(canary_manifest(sb.artifacts.linear("resnet/2/model.onnx", seed=2),
-                                         steps=[{"weight": 30, "pause": "3s"}, {"weight": 60, "pause": "3s"}]))
-                before = sb.wait_for(NAME, lambda s: (s.get("rollout") or {}).get("stage") == "Steps", 60,
-                                     "the first step")
+def test_an_operator_killed_mid_canary_is_replaced_and_the_new_one_resumes_from_status(
+        cluster: LocalCluster, bare_sandbox: Sandbox) -> None:
+    sb = bare_sandbox
+    refused_before = len(cluster.forbidden())
+    with sb.run_operator():  # stopped gracefully (SIGTERM) once v1 is stable
+        deploy_stable(sb)
+    with sb.loadgen(NAME, rate=60, duration=120):
+        with sb.run_operator() as first:
+            sb.apply(canary_manifest(sb.artifacts.linear("resnet/2/model.onnx", seed=2),
+                                     steps=[{"weight": 30, "pause": "3s"}, {"weight": 60, "pause": "3s"}]))
+            before = sb.wait_for(NAME, lambda s: (s.get("rollout") or {}).get("stage") == "Steps", 60,
+                                 "the first step")
+            first.kill()  # SIGKILL, as a node failure would end it: no cleanup, nothing written on the way out
+            assert not first.alive
             frozen = sb.status(NAME)
-            time.sleep(2)  # no operator: nothing moves
-            assert sb.status(NAME) == frozen
-            with sb.run_operator():
-                status = sb.wait_for(NAME, lambda s: s.get("phase") == "Healthy", 60, "promotion after restart")
+            holds(lambda: sb.status(NAME) == frozen, 2.0, message="no operator: nothing moves")
+        with sb.run_operator():  # a new process, with nothing but what the API holds
+            status = sb.wait_for(NAME, lambda s: s.get("phase") == "Healthy", 60, "promotion after the restart")
     assert status["stableRevision"] == before["rollout"]["revision"]
     assert not status.get("rejectedRevisions")
+    assert cluster.forbidden()[refused_before:] == []
 
 
 def test_the_gateway_api_router_splits_by_route_weight(sandbox: Sandbox) -> None:
@@ -201,8 +217,6 @@ def test_the_smoke_test_gate_compares_golden_outputs(sandbox: Sandbox) -> None:
     golden = {"name": "golden", "namespace": sandbox.namespace}
     request = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [2, 4],
                            "data": [0.1, 0.2, 0.3, 0.4, 1.0, -1.0, 0.5, 2.0]}]}
-    import json
-
     sandbox.kube.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": golden,
                          "data": {"two-rows.json": json.dumps(request)}})
     gates = {"signature": True, "smokeTest": {"configMapRef": {"name": "golden"}, "tolerance": 1e-4}}
@@ -225,26 +239,41 @@ def test_the_smoke_test_gate_compares_golden_outputs(sandbox: Sandbox) -> None:
     assert report.total(canary) == 0 and stable in report.revisions(), report
 
 
-def test_kubectl_modeldeploy_pause_resume_and_abort(sandbox: Sandbox) -> None:
-    from modeldeploy.cli.kubectl import main as kubectl
+def _kubectl(cluster: LocalCluster, *args: str) -> subprocess.CompletedProcess[str]:
+    """The real kubectl (built with the control plane) with the admin kubeconfig; ``kubectl modeldeploy``
+    finds the plugin ``kubectl-modeldeploy`` on PATH, next to this interpreter, as kubectl plugins are found."""
+    env = {**os.environ, "KUBECONFIG": str(cluster.control_plane.kubeconfig),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return subprocess.run([str(cluster.control_plane.binaries.path("kubectl")), *args], env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
 
-    def run(*args: str) -> int:
-        return kubectl(["--server", sandbox.emulator.url, "-n", sandbox.namespace, *args])
+
+def test_kubectl_modeldeploy_pause_resume_and_abort(cluster: LocalCluster, sandbox: Sandbox) -> None:
+    def plugin(*args: str) -> subprocess.CompletedProcess[str]:
+        return _kubectl(cluster, "modeldeploy", "-n", sandbox.namespace, *args)
 
     stable = deploy_stable(sandbox)
     with sandbox.loadgen(NAME, rate=60, duration=120):
         sandbox.apply(canary_manifest(sandbox.artifacts.linear("resnet/2/model.onnx", seed=2),
-                                      steps=[{"weight": 30, "pause": "3s"}, {"weight": 60, "pause": "3s"}]))
+                                      steps=[{"weight": 30, "pause": "6s"}, {"weight": 60, "pause": "3s"}]))
         sandbox.wait_for(NAME, lambda s: (s.get("rollout") or {}).get("stage") == "Steps", 60, "the first step")
-        assert run("pause", NAME) == 0
+        paused_by = plugin("pause", NAME)
+        assert paused_by.returncode == 0 and "pause requested" in paused_by.stdout, paused_by
         paused = sandbox.wait_for_phase(NAME, "Paused", timeout=20)
-        time.sleep(4)  # longer than the step's pause: a paused canary does not advance
-        assert sandbox.status(NAME)["rollout"]["step"] == paused["rollout"]["step"] == 0
-        assert run("status", NAME) == 0
-        assert run("resume", NAME) == 0
+        assert paused["rollout"]["step"] == 0
+        # Longer than the step's pause: a paused canary does not advance.
+        holds(lambda: (s := sandbox.status(NAME))["phase"] == "Paused" and s["rollout"]["step"] == 0, 7.0,
+              message="a paused canary at step 1")
+        status = plugin("status", NAME)
+        assert status.returncode == 0 and "Paused" in status.stdout, status
+        assert plugin("resume", NAME).returncode == 0
         sandbox.wait_for(NAME, lambda s: s.get("phase") == "Progressing", 20, "resumed")
-        assert run("abort", NAME) == 0
+        assert plugin("abort", NAME).returncode == 0
         reason = rejected(sandbox)
     assert reason["reason"] == "Aborted"
     assert sandbox.status(NAME)["stableRevision"] == stable
-    assert run("status", "no-such-model") == 1
+    # kubectl itself sees the ModelDeployment through the CRD's printer columns.
+    listed = _kubectl(cluster, "get", "mdep", "-n", sandbox.namespace, "-o", "json")
+    assert listed.returncode == 0 and json.loads(listed.stdout)["items"][0]["status"]["phase"] == "RolledBack", listed
+    missing = plugin("status", "no-such-model")
+    assert missing.returncode == 1 and "not found" in missing.stderr, missing

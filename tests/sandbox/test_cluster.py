@@ -1,4 +1,5 @@
-"""The Sandbox assembly without the operator: admission on apply, the artifact server."""
+"""The Sandbox without the operator: apply goes to the real apiserver, which defaults and validates with
+the CRD; the artifact server serves model files with their digests."""
 
 from __future__ import annotations
 
@@ -6,23 +7,24 @@ import urllib.request
 
 import pytest
 
-from modeldeploy.sandbox.artifacts import ArtifactServer
-from modeldeploy.sandbox.cluster import AdmissionError, Sandbox, model_deployment
-from modeldeploy.sandbox.onnx_models import linear_model, sha256_digest
+from modeldeploy.kubeapi import Invalid
+from modeldeploy_sandbox.artifacts import ArtifactServer
+from modeldeploy_sandbox.onnx_models import linear_model, sha256_digest
+from modeldeploy_sandbox.sandbox import Sandbox, model_deployment
 
 
-def test_apply_defaults_validates_and_replaces_the_spec() -> None:
-    with Sandbox() as sb:
-        model = sb.artifacts.linear()
-        created = sb.apply(model_deployment("resnet", model))
-        assert created["spec"]["rollout"]["strategy"] == "immediate"
-        assert created["spec"]["runtime"]["kind"] == "onnx"  # a CRD default, filled in as the API server would
-        bad = model_deployment("resnet", model, autoscaling={"minReplicas": 5, "maxReplicas": 2})
-        with pytest.raises(AdmissionError, match=r"spec\.autoscaling\.maxReplicas: maxReplicas must be >= minReplicas"):
-            sb.apply(bad)
-        updated = sb.apply(model_deployment("resnet", model, autoscaling={"minReplicas": 2, "maxReplicas": 5}))
-        assert updated["spec"]["autoscaling"]["maxReplicas"] == 5 and updated["metadata"]["generation"] == 2
-        assert sb.kubelet.pods() == []  # no operator here: nothing renders Deployments
+def test_apply_defaults_validates_and_replaces_the_spec(bare_sandbox: Sandbox) -> None:
+    sb = bare_sandbox
+    model = sb.artifacts.linear()
+    created = sb.apply(model_deployment("resnet", model))
+    assert created["spec"]["rollout"]["strategy"] == "immediate"
+    assert created["spec"]["runtime"]["kind"] == "onnx"  # a CRD default, filled in by the apiserver
+    bad = model_deployment("resnet", model, autoscaling={"minReplicas": 5, "maxReplicas": 2})
+    with pytest.raises(Invalid, match=r"spec\.autoscaling.*maxReplicas must be >= minReplicas"):
+        sb.apply(bad)
+    updated = sb.apply(model_deployment("resnet", model, autoscaling={"minReplicas": 2, "maxReplicas": 5}))
+    assert updated["spec"]["autoscaling"]["maxReplicas"] == 5 and updated["metadata"]["generation"] == 2
+    assert sb.running_pods() == [] and sb.deployments("resnet") == []  # no operator: nothing renders children
 
 
 def test_the_artifact_server_serves_files_with_their_digests() -> None:

@@ -1,5 +1,6 @@
-"""The prometheus metrics provider end to end: the real operator judges canaries from a real
-Prometheus (Debian's package) that scrapes the sandbox's modelserver pods through file_sd.
+"""The prometheus metrics provider end to end: the operator judges canaries from a real Prometheus
+(Debian's package) that finds the modelserver pods through the real apiserver (kubernetes_sd_configs, the
+relabelling of docs/analysis.md) and scrapes their pod IPs through the sandbox's pod network.
 
 CI installs it with `apt-get install -y --no-install-recommends prometheus`; without the
 binary these tests skip.
@@ -13,12 +14,13 @@ from typing import Any
 
 import pytest
 
-from modeldeploy.sandbox.cluster import Sandbox, model_deployment
-from modeldeploy.sandbox.prometheus import INSTALL_HINT, PrometheusServer, find_prometheus, sandbox_prometheus
+from modeldeploy_sandbox.prometheus import INSTALL_HINT, PrometheusServer, find_prometheus, sandbox_prometheus
+from modeldeploy_sandbox.sandbox import Sandbox, model_deployment
+from modeldeploy_sandbox.waiting import wait_until
 
 pytestmark = [
     pytest.mark.skipif(find_prometheus() is None, reason=f"the prometheus binary is not installed ({INSTALL_HINT})"),
-    pytest.mark.timeout(60),
+    pytest.mark.timeout(120),
 ]
 
 NAME = "resnet"
@@ -30,9 +32,9 @@ ERRORS_QUERY = ('sum(increase(nv_inference_request_failure{namespace="{{namespac
 
 
 @pytest.fixture()
-def cluster() -> Iterator[tuple[Sandbox, PrometheusServer]]:
-    with Sandbox() as sb, sandbox_prometheus(sb) as prom, sb.run_operator():
-        yield sb, prom
+def observed(sandbox: Sandbox) -> Iterator[tuple[Sandbox, PrometheusServer]]:
+    with sandbox_prometheus(sandbox) as prom:
+        yield sandbox, prom
     assert prom.proc is not None and prom.proc.poll() is not None, "prometheus outlived the test"
 
 
@@ -65,10 +67,13 @@ def _spec(sb: Sandbox, prom: PrometheusServer, version: int, env: dict[str, str]
 
 def _healthy_v1(sb: Sandbox, prom: PrometheusServer) -> str:
     sb.apply(_spec(sb, prom, 1))
-    stable = str(sb.wait_for_phase(NAME, "Healthy", timeout=30)["stableRevision"])
-    # Prometheus must have the stable's series before the canary is compared with it.
-    (pod,) = [p for p in sb.kubelet.pods() if p.revision == stable]
-    prom.wait_for_targets([f"{pod.address}:8002"])
+    stable = str(sb.wait_for_phase(NAME, "Healthy", timeout=60)["stableRevision"])
+    # Prometheus must have the stable's series before the canary is compared with it: it found the
+    # pod through the apiserver and scraped its pod IP.
+    (pod,) = [p for p in sb.running_pods() if p.revision == stable]
+    prom.wait_for_targets([f"{pod.pod_ip}:8002"])
+    (series,) = prom.query(f'up{{namespace="{sb.namespace}",revision="{stable}"}}')
+    assert series["metric"]["pod"] == pod.name and series["value"][1] == "1", series
     return stable
 
 
@@ -77,8 +82,8 @@ def _checks(analysis: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {c["name"]: c for c in analysis.get("checks") or []}
 
 
-def test_a_healthy_canary_is_promoted_on_prometheus_data(cluster: tuple[Sandbox, PrometheusServer]) -> None:
-    sb, prom = cluster
+def test_a_healthy_canary_is_promoted_on_prometheus_data(observed: tuple[Sandbox, PrometheusServer]) -> None:
+    sb, prom = observed
     stable = _healthy_v1(sb, prom)
     with sb.loadgen(NAME, rate=RATE, duration=60, seed=1) as load:
         sb.apply(_spec(sb, prom, 2))
@@ -114,8 +119,9 @@ def test_a_healthy_canary_is_promoted_on_prometheus_data(cluster: tuple[Sandbox,
     assert took < 40, took
 
 
-def test_a_canary_with_errors_is_rolled_back_on_prometheus_data(cluster: tuple[Sandbox, PrometheusServer]) -> None:
-    sb, prom = cluster
+def test_a_canary_with_errors_is_rolled_back_on_prometheus_data(
+        observed: tuple[Sandbox, PrometheusServer]) -> None:
+    sb, prom = observed
     stable = _healthy_v1(sb, prom)
     with sb.loadgen(NAME, rate=RATE, duration=60, seed=2) as load:
         sb.apply(_spec(sb, prom, 2, env={"MODELSERVER_FAULT_ERROR_RATE": "0.3"}))
@@ -124,7 +130,9 @@ def test_a_canary_with_errors_is_rolled_back_on_prometheus_data(cluster: tuple[S
                              and bool(s.get("rejectedRevisions") or s.get("stableRevision") != stable),
                              timeout=40, what="the canary rolled back")
         took = time.monotonic() - started
-        time.sleep(0.5)  # the route table follows within the load generator's refresh
+        # The route table follows within the load generator's refresh: the stable alone serves on.
+        served = load.report().successes(stable)
+        wait_until(lambda: load.report().successes(stable) >= served + 50, timeout=10, message="the stable serving")
         report = load.stop()
 
     assert status["phase"] == "RolledBack" and status["stableRevision"] == stable, status
