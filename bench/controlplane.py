@@ -35,20 +35,25 @@ def main() -> None:
         with ControlPlane(binaries) as full:
             plane.append(full.started_seconds)
             rss = full.rss()
-        with LocalCluster(binaries) as cluster:
-            whole.append(cluster.started_seconds)
-            started = time.monotonic()
+        cluster = LocalCluster(binaries).start()
+        whole.append(cluster.started_seconds)
+        started = time.monotonic()
+        cluster.stop()
         stop.append(time.monotonic() - started)
     median = statistics.median
-    print(f"Kubernetes {binaries.version}, median of {args.runs} runs")
-    print(f"  floor: etcd + kube-apiserver ready        {median(floor):6.2f} s")
-    print(f"  control plane (4 components) ready        {median(plane):6.2f} s  = {median(plane) / median(floor):.2f}x floor"
-          f"  (goal <= 10 s: {'met' if median(plane) <= 10 else 'missed'})")
-    print(f"  LocalCluster (CRDs, RuntimeClass, nodes)   {median(whole):6.2f} s  = {median(whole) / median(floor):.2f}x floor")
-    print(f"  LocalCluster stop (everything gone)        {median(stop):6.2f} s")
-    print("  resident memory after start: " + ", ".join(f"{name} {value / MIB:.0f} MiB" for name, value in rss.items())
-          + f"; total {sum(rss.values()) / MIB:.0f} MiB")
+    base = median(floor)
 
+    def line(what: str, seconds: float) -> str:
+        return f"  {what:<42} {seconds:6.2f} s = {seconds / base:.2f}x floor"
+
+    print(f"Kubernetes {binaries.version}, median of {args.runs} runs")
+    print(f"  {'floor: etcd + kube-apiserver ready':<42} {base:6.2f} s")
+    goal = "met" if median(plane) <= 10 else "missed"
+    print(line("control plane (4 components) ready", median(plane)) + f"  (goal <= 10 s: {goal})")
+    print(line("LocalCluster (CRDs, RuntimeClass, nodes)", median(whole)))
+    print(f"  {'LocalCluster stop (everything gone)':<42} {median(stop):6.2f} s")
+    memory = ", ".join(f"{name} {value / MIB:.0f} MiB" for name, value in rss.items())
+    print(f"  resident memory after start: {memory}; total {sum(rss.values()) / MIB:.0f} MiB")
 
 if __name__ == "__main__":
     main()

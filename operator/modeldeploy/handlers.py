@@ -2,6 +2,8 @@
 
 A single loop per object means a single writer per object (no handler races), and everything it
 needs lives in the API (status), so a restarted or failed-over operator carries on where it was.
+Deleting a ModelDeployment needs nothing of ours: the garbage collector removes the children (their
+ownerReferences), and kopf only stops the daemon before it releases its finalizer.
 Run with: `kopf run -m modeldeploy.handlers --all-namespaces` (the chart adds peering and liveness).
 """
 
@@ -15,7 +17,7 @@ from typing import Any
 import kopf
 
 from .api import GROUP, PLURAL, VERSION
-from .kubeapi import KubeClient
+from .kubeapi import KubeClient, NotFound
 from .reconciler import Context, Reconciler
 from .render.labels import MANAGED_BY, MANAGED_BY_LABEL, NAME_LABEL
 from .rollout.errors import backoff_seconds
@@ -27,9 +29,6 @@ logger = logging.getLogger("modeldeploy")
 
 _state: dict[str, Any] = {"context": None, "settings": None}
 _wakers: dict[tuple[str, str], asyncio.Event] = {}
-# Held while a reconcile runs in its thread: cancelling the daemon cannot stop that thread, so
-# deletion waits for it instead of racing it (it would re-create what deletion removed).
-_locks: dict[tuple[str, str], asyncio.Lock] = {}
 _wake_filter = WakeFilter()
 
 
@@ -68,6 +67,22 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         if operator_settings.metrics_port:
             context.metrics.serve(operator_settings.metrics_port)
         _state["context"] = context
+    if operator_settings.namespaced:
+        # kopf would watch Namespace objects and stop serving one as soon as its deletion has
+        # conditions, before those saying what remains appear (5 s later): nobody would then remove
+        # the finalizer of its ModelDeployments and the namespace would stay Terminating forever.
+        # Named namespaces need no scanning: no namespace or CRD watch, no cluster-scoped RBAC. The
+        # resources are then discovered once, after this handler: wait until the CRD is served.
+        settings.scanning.disabled = True
+        await _wait_for_crd(_context().kube)
+
+
+async def _wait_for_crd(kube: KubeClient) -> None:
+    try:
+        await asyncio.to_thread(kube.request, "GET", f"/apis/{GROUP}/{VERSION}")
+    except NotFound:
+        raise kopf.TemporaryError(f"the ModelDeployment CRD ({GROUP}/{VERSION}) is not installed yet: "
+                                  "install crds/ (the Helm chart does); waiting for it", delay=10) from None
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10.0)
@@ -80,8 +95,7 @@ async def run_model_deployment(namespace: str | None, name: str, stopped: kopf.D
     try:
         while not stopped:
             waker.clear()  # before reading: a change during the reconcile wakes the next one
-            async with _locks.setdefault((namespace, name), asyncio.Lock()):
-                outcome = await asyncio.to_thread(reconciler.run_once, namespace, name)
+            outcome = await asyncio.to_thread(reconciler.run_once, namespace, name)
             requeue = outcome.requeue_after
             if outcome.error is not None:
                 # Back off, never hot: a spec change still wakes the loop at once.
@@ -117,12 +131,3 @@ async def wake_on_pod(type: str | None, body: kopf.Body, namespace: str | None, 
     # Pod failures (a digest mismatch, a crash) show on pods before their Deployment changes.
     if _wake_filter.changed("Pod", type, dict(body), pod_fingerprint(dict(body))):
         _wake(namespace, labels.get(NAME_LABEL))
-
-
-@kopf.on.delete(GROUP, VERSION, PLURAL)
-async def delete_children(namespace: str | None, name: str, **_: Any) -> None:
-    assert namespace is not None
-    reconciler = Reconciler(_context())
-    async with _locks.setdefault((namespace, name), asyncio.Lock()):
-        await asyncio.to_thread(reconciler.delete_children, namespace, name)
-    _locks.pop((namespace, name), None)

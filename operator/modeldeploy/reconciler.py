@@ -15,7 +15,7 @@ from .api.types import parse_duration
 from .gates import run_gates
 from .kubeapi import Conflict, KubeClient
 from .metrics import RevisionTarget, provider_for
-from .observe import children_selector, observe, parse_status
+from .observe import observe, parse_status
 from .render import (
     REVISION_LABEL,
     ROLE_LABEL,
@@ -37,10 +37,6 @@ from .traffic import RouterTarget, router_for
 
 logger = logging.getLogger("modeldeploy")
 CONFLICT_REQUEUE_SECONDS = 0.2  # someone wrote status first: re-read and re-plan soon
-CHILD_KINDS = (
-    ("apps/v1", "Deployment"), ("v1", "Service"), ("autoscaling/v2", "HorizontalPodAutoscaler"),
-    ("policy/v1", "PodDisruptionBudget"), ("gateway.networking.k8s.io/v1", "HTTPRoute"),
-)
 
 
 @dataclass
@@ -241,20 +237,6 @@ class Reconciler:
         for rejected in status.rejected_revisions:
             if rejected not in observed.status.rejected_revisions:
                 metrics.rollouts.labels("rolled_back", rejected.reason).inc()
-
-    # ----- deletion -----
-
-    def delete_children(self, namespace: str, name: str) -> int:
-        """Delete every child (a cluster's GC would too; this also works where none runs)."""
-        deleted = 0
-        for api_version, kind in CHILD_KINDS:
-            try:
-                children = self.kube.list(api_version, kind, namespace, children_selector(name))
-            except Exception:
-                continue
-            for child in children:
-                deleted += self.kube.delete(api_version, kind, namespace, child["metadata"]["name"])
-        return deleted
 
 
 __all__ = ["REVISION_LABEL", "Conflict", "Context", "Outcome", "Reconciler", "status_patch"]

@@ -14,6 +14,8 @@ class OperatorSettings:
     images: RuntimeImages = field(default_factory=RuntimeImages)
     metrics_port: int = 8080  # 0: no metrics server
     resync_seconds: float = 300.0  # safety-net reconcile of a quiet ModelDeployment
+    # Serving only named namespaces (`--namespace=...`): no cluster-scoped reads at all (see handlers).
+    namespaced: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> OperatorSettings:
@@ -21,4 +23,5 @@ class OperatorSettings:
             images=RuntimeImages.from_env(environ),
             metrics_port=int(environ.get("MODELDEPLOY_METRICS_PORT", "8080")),
             resync_seconds=float(environ.get("MODELDEPLOY_RESYNC_SECONDS", "300")),
+            namespaced=environ.get("MODELDEPLOY_NAMESPACED", "").lower() in ("1", "true", "yes"),
         )

@@ -11,22 +11,27 @@ Where each rule comes from (checked against the code of modeldeploy and of kopf 
   OwnerReferencesPermissionEnforcement allows only to who may update the owner's finalizers (the
   real-control-plane tests run the operator with this RBAC and that plugin on).
 * deployments get/list/watch/create/patch/delete: KubeClient.apply (GET, POST, merge PATCH),
-  observe/delete_children (list), _delete_revision (DELETE), kopf's on.event watch.
-* services/hpas/pdbs/httproutes get/list/create/patch/delete: apply + delete_children.
+  observe (list), _delete_revision (DELETE), kopf's on.event watch.
+* services/hpas/pdbs/httproutes get/create/patch: apply and the routers; services delete: _delete_revision.
+  Nothing lists them or deletes the other three: the garbage collector removes the children of a
+  deleted ModelDeployment (their ownerReferences), the operator does not.
 * pods get/list: observe() lists the pods of a ModelDeployment (failure classification, targets).
 * configmaps get: smoke-test golden inputs (gates.smokeTest.configMapRef).
 * events create: KubeClient.create_event (core/v1); kopf posts core/v1 events too (never events.k8s.io).
 * kopf peering get/list/watch/patch: kopf watches the peering object and merge-patches its keep-alive;
   it never creates one (the chart does), so no `create`.
 * customresourcedefinitions get/list/watch: kopf's resource observer.
-* namespaces get/list/watch: kopf lists/watches namespaces only when it runs with --namespace.
+* with --namespace (watchNamespaces) the chart sets MODELDEPLOY_NAMESPACED, which turns kopf's scanning
+  off (no namespace or CRD watch; see handlers.configure). The one cluster-scoped right is patch on
+  modeldeployments: the namespace controller deletes the Role with the namespace, and kopf must still
+  release its finalizer then (tests/sandbox: deleting a watched namespace completes).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .rendering import FULL_VALUES, by_kind, render
+from .rendering import FULL_VALUES, by_kind, operator_container, render
 
 Rule = tuple[str, str, frozenset[str]]
 
@@ -35,17 +40,16 @@ NAMESPACED_RULES: set[Rule] = {
     ("serving.modeldeploy.dev", "modeldeployments/status", frozenset({"patch"})),
     ("serving.modeldeploy.dev", "modeldeployments/finalizers", frozenset({"update"})),
     ("apps", "deployments", frozenset({"get", "list", "watch", "create", "patch", "delete"})),
-    ("", "services", frozenset({"get", "list", "create", "patch", "delete"})),
-    ("autoscaling", "horizontalpodautoscalers", frozenset({"get", "list", "create", "patch", "delete"})),
-    ("policy", "poddisruptionbudgets", frozenset({"get", "list", "create", "patch", "delete"})),
-    ("gateway.networking.k8s.io", "httproutes", frozenset({"get", "list", "create", "patch", "delete"})),
+    ("", "services", frozenset({"get", "create", "patch", "delete"})),
+    ("autoscaling", "horizontalpodautoscalers", frozenset({"get", "create", "patch"})),
+    ("policy", "poddisruptionbudgets", frozenset({"get", "create", "patch"})),
+    ("gateway.networking.k8s.io", "httproutes", frozenset({"get", "create", "patch"})),
     ("", "pods", frozenset({"get", "list", "watch"})),
     ("", "configmaps", frozenset({"get"})),
     ("", "events", frozenset({"create"})),
 }
 PEERING_VERBS = frozenset({"get", "list", "watch", "patch"})
 CRD_RULE: Rule = ("apiextensions.k8s.io", "customresourcedefinitions", frozenset({"get", "list", "watch"}))
-NAMESPACES_RULE: Rule = ("", "namespaces", frozenset({"get", "list", "watch"}))
 
 
 def flatten(role: dict[str, Any]) -> set[Rule]:
@@ -69,10 +73,16 @@ def test_cluster_wide_rules_are_exactly_what_the_code_calls() -> None:
     assert by_kind(render(), "Role") == []
 
 
-def test_watch_namespaces_mode_uses_roles_per_namespace() -> None:
+def test_watch_namespaces_mode_uses_roles_per_namespace_and_one_cluster_right() -> None:
     objects = render(FULL_VALUES)
-    (scanning,) = by_kind(objects, "ClusterRole")
-    assert flatten(scanning) == {CRD_RULE, NAMESPACES_RULE}
+    # No namespace or CRD watch in this mode (kopf's scanning is off); only finalizer release cluster-wide.
+    (finalizers,) = by_kind(objects, "ClusterRole")
+    assert flatten(finalizers) == {("serving.modeldeploy.dev", "modeldeployments", frozenset({"patch"}))}
+    (cluster_binding,) = by_kind(objects, "ClusterRoleBinding")
+    assert cluster_binding["roleRef"]["name"] == finalizers["metadata"]["name"]
+    env = {e["name"]: e.get("value") for e in operator_container(objects)["env"]}
+    assert env["MODELDEPLOY_NAMESPACED"] == "true"
+    assert "MODELDEPLOY_NAMESPACED" not in {e["name"] for e in operator_container(render())["env"]}
     roles = {role["metadata"]["namespace"]: role for role in by_kind(objects, "Role")}
     assert set(roles) == {"ml", "risk"}
     for role in roles.values():
@@ -83,8 +93,6 @@ def test_watch_namespaces_mode_uses_roles_per_namespace() -> None:
         assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
                                       "name": roles[namespace]["metadata"]["name"]}
         assert binding["subjects"][0]["namespace"] == "modeldeploy-system"
-    (cluster_binding,) = by_kind(objects, "ClusterRoleBinding")
-    assert cluster_binding["roleRef"]["name"] == scanning["metadata"]["name"]
 
 
 def test_no_wildcards_no_secrets_no_escalation() -> None:
@@ -108,8 +116,8 @@ def test_every_kind_the_api_client_knows_is_covered() -> None:
     for (api_version, kind), info in KINDS.items():
         verbs = granted.get((info.group, info.plural))
         assert verbs is not None, f"{kind} has no RBAC rule"
-        # Anything else is a child: applied (get, create, patch), listed and deleted.
-        assert read_only.get((api_version, kind), {"get", "list", "create", "patch", "delete"}) <= verbs, kind
+        # Anything else is a child: applied (get, create, patch).
+        assert read_only.get((api_version, kind), {"get", "create", "patch"}) <= verbs, kind
 
 
 def test_rbac_can_be_turned_off() -> None:

@@ -6,8 +6,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import pytest
-
 from modeldeploy_sandbox.artifacts import Artifact
 from modeldeploy_sandbox.cluster import LocalCluster
 from modeldeploy_sandbox.network import loopback_for
@@ -162,10 +160,6 @@ def test_two_gpus_of_a_one_gpu_product_leave_the_pod_unschedulable_as_insufficie
     assert sandbox.running_pods() == []  # nothing runs
 
 
-@pytest.mark.xfail(reason="operator bug: the ModelDeployment carries kopf's finalizer (an on.delete handler), but "
-                          "kopf stops its watch streams of a namespace as soon as it is Terminating, so nobody removes "
-                          "the finalizer and a watched namespace is never deleted; sometimes the chart's Role, which "
-                          "lives in that namespace, goes first and the operator is refused (403)")
 def test_deleting_a_watched_namespace_while_the_operator_runs_completes(cluster: LocalCluster,
                                                                         bare_sandbox: Sandbox) -> None:
     sb = bare_sandbox

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +24,8 @@ def _run(args: argparse.Namespace) -> int:
     from kopf.cli import main as kopf_main
 
     scope = ["--all-namespaces"] if not args.namespace else [f"--namespace={ns}" for ns in args.namespace]
+    if args.namespace:
+        os.environ["MODELDEPLOY_NAMESPACED"] = "true"  # what the chart sets with watchNamespaces
     peering = ["--standalone"] if args.standalone else ["--peering=modeldeploy"]
     argv = ["run", "-m", "modeldeploy.handlers", *scope, *peering, f"--liveness={args.liveness}"]
     return int(kopf_main(argv, standalone_mode=False) or 0)
