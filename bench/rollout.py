@@ -11,8 +11,8 @@ Scenarios (the issue's numbers):
   detection      interval 10 s, 50 req/s, steps 10% then 50%, canary error rate 10% vs stable 0.1%:
                  time from regression onset (the canary's first traffic) to 100% on the stable.
                  Goal <= 2 intervals + 5 s. The operator's own reaction time (last analysis ->
-                 traffic on the stable) is added from --reaction (default: measured by the
-                 emulated-API operator tests at well under a second; 0.5 s is used).
+                 traffic on the stable) is added from --reaction (default 0.5 s: well above what
+                 the real-control-plane operator tests show; the sandbox scenario measures it).
   false-rollback 50 healthy canaries at 5 req/s (both 0.1% errors, same latency distribution),
                  one 50% step held 10 intervals of 60 s. Goal: 0 rollbacks.
 

@@ -7,7 +7,7 @@
 #   E2E_KEEP_CLUSTER=1 e2e/run.sh -k promote    # keep the cluster; extra args go to pytest
 #
 # Needs docker, kind, kubectl, helm and a Python with the operator extra, onnx and pytest
-# (pip install -e ".[operator]" onnx numpy jsonschema cel-python pytest pytest-timeout).
+# (pip install -e ".[operator]" onnx numpy pytest pytest-timeout).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

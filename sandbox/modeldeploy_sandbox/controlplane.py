@@ -41,7 +41,7 @@ import yaml
 
 from modeldeploy.kubeapi import KubeClient
 from modeldeploy_sandbox.binaries import KubeBinaries, ensure_binaries
-from modeldeploy_sandbox.pki import CertificateAuthority, CertFiles, service_account_keys
+from modeldeploy_sandbox.pki import CertFiles, CertificateAuthority, service_account_keys
 
 SERVICE_CIDR = "10.96.0.0/16"
 CLUSTER_CIDR = "10.244.0.0/16"  # node podCIDRs (/24 each) are cut from it by the node IPAM controller
@@ -222,7 +222,7 @@ class ControlPlane:
     def _spawn(self, name: str, argv: Sequence[str], env: Mapping[str, str] | None = None) -> Component:
         log_path = self.directory / f"{name}.log"
         with open(log_path, "ab") as log:
-            process = subprocess.Popen(  # noqa: S603 - our own binaries, our own arguments
+            process = subprocess.Popen(
                 list(argv), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True, env={**os.environ, **(env or {})},
                 preexec_fn=_die_with_parent if threading.current_thread() is threading.main_thread() else None,
