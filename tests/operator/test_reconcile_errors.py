@@ -1,5 +1,6 @@
-"""Transient API errors and bugs, on the real apiserver: the reconciler in this process, as the chart's
-ServiceAccount, with faults injected at the client (the one thing a real apiserver will not do on cue).
+"""Transient API errors and bugs, on the real apiserver: transient errors through the fault proxy in
+front of it, met by the operator process; a bug by the reconciler in this process (a broken planner),
+as the chart's ServiceAccount.
 
 Transient errors (a 500, a 409 on a child, an unreachable apiserver) show as Reconciling=True with the
 last error; a bug (any other exception) as Stalled=True/OperatorError. Both: an Event, the error
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,39 +20,25 @@ from prometheus_client import generate_latest
 
 from modeldeploy import handlers
 from modeldeploy import reconciler as reconciler_module
-from modeldeploy.kubeapi import Conflict, KubeApiError, KubeClient
+from modeldeploy.kubeapi import KubeClient
 from modeldeploy.reconciler import Context, Reconciler
 from modeldeploy.rollout import Observed, Plan
-from modeldeploy.rollout.errors import backoff_seconds
 from modeldeploy_sandbox.cluster import LocalCluster
+from modeldeploy_sandbox.faults import FaultProxy, Refuse, conflict, server_error
 from modeldeploy_sandbox.sandbox import Sandbox, model_deployment
+from modeldeploy_sandbox.waiting import wait_until
 
 from .reading import condition, metric, printed_row, warnings
 
 NAME = "resnet"
-Fault = Callable[[], Exception]
-
-
-class FaultyKube(KubeClient):
-    """The operator's client, failing the requests whose method and path match a fault."""
-
-    faults: dict[tuple[str, str], Fault]
-
-    def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        for (fault_method, fragment), fault in getattr(self, "faults", {}).items():
-            if method == fault_method and fragment in path:
-                raise fault()
-        return super().request(method, path, **kwargs)
 
 
 @pytest.fixture()
-def kube(bare_sandbox: Sandbox, cluster: LocalCluster) -> Iterator[FaultyKube]:
+def kube(bare_sandbox: Sandbox, cluster: LocalCluster) -> Iterator[KubeClient]:
     """A client as the chart's ServiceAccount for the sandbox's namespace; no 403 allowed."""
     refused_before = len(cluster.forbidden())
     values = {"operator": {"logFormat": "plain"}, "watchNamespaces": [bare_sandbox.namespace]}
-    client = FaultyKube.from_kubeconfig(cluster.operator_kubeconfig(values))
-    assert isinstance(client, FaultyKube)
-    client.faults = {}
+    client = KubeClient.from_kubeconfig(cluster.operator_kubeconfig(values))
     yield client
     client.close()
     assert cluster.forbidden()[refused_before:] == []
@@ -62,38 +49,36 @@ def _metrics(context: Context) -> str:
 
 
 @pytest.mark.parametrize(("fault", "says"), [
-    (lambda: KubeApiError(500, "InternalError", "etcdserver: request timed out"),
+    (server_error("etcdserver: request timed out"),
      "writing HorizontalPodAutoscaler resnet failed (500 InternalError): etcdserver: request timed out"),
-    (lambda: Conflict(409, "Conflict", 'Operation cannot be fulfilled on horizontalpodautoscalers "resnet"'),
+    (conflict('horizontalpodautoscalers "resnet"'),
      "writing HorizontalPodAutoscaler resnet failed (409 Conflict): Operation cannot be fulfilled"),
 ], ids=["500", "409"])
 def test_a_transient_error_on_a_child_is_reconciling_with_the_last_error_then_clears(
-        bare_sandbox: Sandbox, kube: FaultyKube, fault: Fault, says: str) -> None:
+        bare_sandbox: Sandbox, cluster: LocalCluster, fault: Refuse, says: str) -> None:
+    """The operator process, through the fault proxy in front of the real apiserver, meets the error."""
     sb = bare_sandbox
-    sb.apply(model_deployment(NAME, sb.artifacts.linear()))
-    kube.faults = {("POST", "/horizontalpodautoscalers"): fault}
-    context = Context(kube=kube)
+    refused_before = len(cluster.forbidden())
+    with FaultProxy(cluster.control_plane.server, cluster.control_plane.ca_path) as proxy:
+        rule = proxy.add(fault, method="POST", path=r"/horizontalpodautoscalers$", times=None)
+        with sb.run_operator(server=proxy.url) as operator:
+            sb.apply(model_deployment(NAME, sb.artifacts.linear()))
+            status = sb.wait_for(NAME, lambda s: condition(s, "Reconciling").get("reason") == "TransientError",
+                                 60, "Reconciling=True/TransientError")
+            reconciling = condition(status, "Reconciling")
+            assert reconciling["status"] == "True" and reconciling["message"].startswith(says), reconciling
+            assert status["phase"] == "Pending" and condition(status, "Stalled")["status"] == "False"
+            assert condition(status, "Ready")["status"] == "False"
+            row = printed_row(sb.kube, sb.namespace, NAME)
+            assert (row["Phase"], row["Ready"]) == ("Pending", "False"), row
+            wait_until(lambda: rule.hits >= 2, timeout=30, message="a retry after the back-off")
+            assert metric(operator.metrics(), "modeldeploy_reconciles_total", result="error") >= 2
+            assert warnings(sb, NAME, "TransientError") == [reconciling["message"]]  # one Event, not one a retry
 
-    outcome = Reconciler(context).run_once(sb.namespace, NAME)
-
-    assert outcome.result == "error" and outcome.error is not None
-    assert outcome.error.reason == "TransientError" and not outcome.error.stalled
-    status = sb.status(NAME)
-    reconciling = condition(status, "Reconciling")
-    assert reconciling["status"] == "True" and reconciling["reason"] == "TransientError"
-    assert reconciling["message"].startswith(says), reconciling
-    assert status["phase"] == "Pending" and condition(status, "Stalled")["status"] == "False"
-    assert condition(status, "Ready")["status"] == "False"
-    assert warnings(sb, NAME, "TransientError") == [reconciling["message"]]
-    assert printed_row(sb.kube, sb.namespace, NAME)["Phase"] == "Pending"
-    assert printed_row(sb.kube, sb.namespace, NAME)["Ready"] == "False"
-    assert metric(_metrics(context), "modeldeploy_reconciles_total", result="error") == 1
-    assert [backoff_seconds(attempt, outcome.error) for attempt in range(6)] == [1, 2, 5, 10, 30, 30]
-
-    kube.faults = {}
-    assert Reconciler(context).run_once(sb.namespace, NAME).result == "ok"
-    reconciling = condition(sb.status(NAME), "Reconciling")
-    assert reconciling["reason"] == "RolloutInProgress", reconciling  # the error is gone from status
+            proxy.clear()  # the apiserver recovers: the next retry gets through and the error leaves status
+            status = sb.wait_for_phase(NAME, "Healthy", timeout=60)
+            assert condition(status, "Reconciling")["status"] == "False"
+    assert cluster.forbidden()[refused_before:] == []
 
 
 def test_an_unreachable_apiserver_is_a_transient_error_not_an_exception(bare_sandbox: Sandbox) -> None:
@@ -105,7 +90,7 @@ def test_an_unreachable_apiserver_is_a_transient_error_not_an_exception(bare_san
 
 
 def test_a_bug_in_a_reconcile_stalls_with_an_event_and_the_daemon_backs_off(
-        bare_sandbox: Sandbox, kube: FaultyKube, monkeypatch: pytest.MonkeyPatch) -> None:
+        bare_sandbox: Sandbox, kube: KubeClient, monkeypatch: pytest.MonkeyPatch) -> None:
     sb = bare_sandbox
     sb.apply(model_deployment(NAME, sb.artifacts.linear()))
     planned: list[float] = []
