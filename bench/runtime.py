@@ -1245,7 +1245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(
         "diagnostics (per request; exec batch and srv/queue/compute us from the server's nv_inference_* counters;\n"
-        "Triton adds a batch's compute time to every request in it, modelserver once per batch):"
+        "Triton and modelserver both add a batch's compute time to every request in it):"
     )
     print(format_diagnostics(results))
     print()

@@ -54,6 +54,8 @@ def spec_patch(model: Model, env: dict[str, str] | None = None) -> dict[str, Any
     """A merge patch that makes a new revision: another model (and optionally runtime env)."""
     patch: dict[str, Any] = {"spec": {"model": {"uri": model.uri, "digest": model.digest}}}
     if env is not None:
+        # Fault injection (MODELSERVER_FAULT_*) takes effect only with the test-only flag.
+        env = {"MODELSERVER_TEST_FAULTS": "1", **env}
         patch["spec"]["runtime"] = {"env": [{"name": key, "value": value} for key, value in env.items()]}
     return patch
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from typing import Any
 
 from .api.spec import ModelDeploymentSpec
 from .kubeapi import KubeClient
+from .outbound import METADATA_BODY_LIMIT, METRICS_BODY_LIMIT, OutboundError, Unreachable, request
 from .render import model_name
 from .rollout import GateResult, Observed
 from .rollout.gates import output_differences, signature_differences
@@ -19,10 +18,34 @@ TIMEOUT_SECONDS = 5.0
 
 def _http(method: str, url: str, body: Any = None) -> Any:
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method,
-                                     headers={"Content-Type": "application/json", "Accept": "application/json"})
-    with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:
-        return json.loads(response.read() or b"null")
+    # Metadata is small; an inference answer may carry real tensors: the larger cap.
+    cap = METADATA_BODY_LIMIT if body is None else METRICS_BODY_LIMIT
+    answer = request(method, url, body=data, max_bytes=cap, timeout=TIMEOUT_SECONDS,
+                     headers={"Content-Type": "application/json", "Accept": "application/json"})
+    return json.loads(answer or b"null")
+
+
+class BadGoldenRequest(ValueError):
+    """A smoke-test ConfigMap entry that is not an inference request: says which and why."""
+
+
+def golden_request(config_map: str, key: str, text: str) -> dict[str, Any]:
+    """One golden request of the smoke-test ConfigMap, checked before anything is sent."""
+    where = f"smokeTest: ConfigMap {config_map} key {key}"
+    try:
+        request = json.loads(text)
+    except ValueError as error:
+        raise BadGoldenRequest(f"{where} is not JSON: {error}") from None
+    if not isinstance(request, dict):
+        raise BadGoldenRequest(f"{where} must be a JSON object (an inference request), not {type(request).__name__}")
+    inputs = request.get("inputs")
+    if not isinstance(inputs, list) or not inputs or not all(isinstance(entry, dict) for entry in inputs):
+        raise BadGoldenRequest(f'{where} needs "inputs": a non-empty list of tensors (Open Inference Protocol)')
+    for index, entry in enumerate(inputs):
+        missing = [field for field in ("name", "shape", "datatype", "data") if field not in entry]
+        if missing:
+            raise BadGoldenRequest(f"{where}: inputs[{index}] lacks {', '.join(missing)}")
+    return request
 
 
 def _ready_address(observed: Observed, revision: str) -> str | None:
@@ -51,8 +74,11 @@ def run_gates(kube: KubeClient, observed: Observed, spec: ModelDeploymentSpec, s
             config_map = kube.get("v1", "ConfigMap", observed.namespace, gates.smoke_test.config_map_ref.name)
             if config_map is None:
                 return GateResult(False, f"smokeTest: ConfigMap {gates.smoke_test.config_map_ref.name} not found")
-            for key, text in sorted((config_map.get("data") or {}).items()):
-                request = json.loads(text)
+            entries = sorted((config_map.get("data") or {}).items())
+            if not entries:
+                return GateResult(False, f"smokeTest: ConfigMap {config_map['metadata']['name']} has no data keys")
+            for key, text in entries:
+                request = golden_request(config_map["metadata"]["name"], key, text)
                 canary_out = _http("POST", f"{canary_url}/infer", request)
                 stable_out = _http("POST", f"{stable_url}/infer", request)
                 problems = output_differences(canary_out, stable_out, gates.smoke_test.tolerance)
@@ -60,9 +86,11 @@ def run_gates(kube: KubeClient, observed: Observed, spec: ModelDeploymentSpec, s
                     return GateResult(False, f"smokeTest {key}: " + "; ".join(problems))
             notes.append("smoke test outputs agree")
         return GateResult(True, ", ".join(notes))
-    except urllib.error.HTTPError as error:
-        return GateResult(False, f"gates: {error.url} answered {error.code}: {error.read()[:200]!r}")
-    except ValueError as error:
-        return GateResult(False, f"gates: unreadable answer: {error}")
-    except (urllib.error.URLError, OSError):
+    except BadGoldenRequest as error:
+        return GateResult(False, str(error))
+    except Unreachable:
         return None
+    except OutboundError as error:  # an HTTP error, a redirect, an oversize answer: the status code, never the body
+        return GateResult(False, f"gates: {error}")
+    except ValueError:
+        return GateResult(False, "gates: a model server's answer is not JSON")

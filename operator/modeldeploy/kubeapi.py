@@ -17,12 +17,13 @@ the subclasses :class:`NotFound`, :class:`Conflict` (also :class:`AlreadyExists`
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime
 import json
 import os
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import kubernetes.client
@@ -97,6 +98,10 @@ class Conflict(KubeApiError):
     """409: a stale resourceVersion (optimistic concurrency) or, as :class:`AlreadyExists`, a taken name."""
 
 
+class Fenced(Exception):
+    """A write was stopped before it was sent: this operator may no longer write (see KubeClient.fenced)."""
+
+
 class AlreadyExists(Conflict):
     pass
 
@@ -162,6 +167,7 @@ class KubeClient:
             api_client.configuration.host = host
         api_client.user_agent = user_agent
         self._api, self._timeout = api_client, timeout
+        self._write_guard: Callable[[], bool] | None = None
         # The operator knows its kinds (KINDS, which the chart's RBAC mirrors); tools may discover others.
         self._discovered: dict[tuple[str, str], KindInfo] | None = {} if discover else None
 
@@ -202,6 +208,16 @@ class KubeClient:
                                            client_configuration=configuration)
         return cls(api_client=kubernetes.client.ApiClient(configuration), **kwargs)
 
+    def fenced(self, stopped: Callable[[], bool]) -> KubeClient:
+        """This client (sharing its connections), refusing every write once ``stopped()`` is true.
+
+        The operator's fence: kopf stops a daemon when its operator pauses (a peer of higher priority
+        took over) or exits; a reconcile already running in a thread must not write after that.
+        """
+        clone = copy.copy(self)
+        clone._write_guard = stopped
+        return clone
+
     @property
     def host(self) -> str:
         return str(self._api.configuration.host)
@@ -226,6 +242,8 @@ class KubeClient:
         ``accept``: another JSON rendering, e.g. ``application/json;as=Table;v=v1;g=meta.k8s.io``
         (the rows ``kubectl get`` prints).
         """
+        if method != "GET" and self._write_guard is not None and self._write_guard():
+            raise Fenced(f"{method} {path} not sent: this operator is stopping or paused (peering)")
         headers = {"Accept": accept}
         if body is not None:
             # Always explicit: the kubernetes client otherwise guesses json-patch for PATCH bodies.
@@ -295,19 +313,6 @@ class KubeClient:
         path = self.kind_info(api_version, kind).path(namespace, name, subresource)
         return dict(self.request("PATCH", path, body=dict(patch), content_type=MERGE_PATCH))
 
-    def json_patch(
-        self,
-        api_version: str,
-        kind: str,
-        namespace: str | None,
-        name: str,
-        ops: Sequence[Mapping[str, Any]],
-        subresource: str | None = None,
-    ) -> Obj:
-        """RFC 6902 patch; a failed ``test`` op raises :class:`Invalid`."""
-        path = self.kind_info(api_version, kind).path(namespace, name, subresource)
-        return dict(self.request("PATCH", path, body=[dict(op) for op in ops], content_type=JSON_PATCH))
-
     def delete(
         self, api_version: str, kind: str, namespace: str | None, name: str, propagation: str = "Background"
     ) -> bool:
@@ -347,12 +352,6 @@ class KubeClient:
         patch = {k: v for k, v in wanted.items() if k not in ("apiVersion", "kind")}
         return self.merge_patch(api_version, kind, namespace, name, patch), True
 
-    def ensure_deleted(
-        self, api_version: str, kind: str, namespace: str | None, name: str, propagation: str = "Background"
-    ) -> bool:
-        """Delete if present; True if a deletion was requested, False if it was already gone."""
-        return self.delete(api_version, kind, namespace, name, propagation=propagation)
-
     def create_event(
         self,
         involved: Mapping[str, Any],
@@ -362,8 +361,12 @@ class KubeClient:
         type: str = "Normal",
         component: str = "modeldeploy",
         instance: str | None = None,
+        key: str | None = None,
     ) -> Obj:
-        """A core v1 Event about ``involved`` (any object with apiVersion/kind/metadata)."""
+        """A core v1 Event about ``involved`` (any object with apiVersion/kind/metadata).
+
+        ``key`` names the Event (`<object>.<key>`): creating it twice is an AlreadyExists, not a duplicate.
+        """
         meta = involved["metadata"]
         namespace = meta.get("namespace") or "default"
         now = _now()
@@ -378,7 +381,7 @@ class KubeClient:
         event = {
             "apiVersion": "v1",
             "kind": "Event",
-            "metadata": {"name": f"{meta['name']}.{uuid.uuid4().hex[:16]}", "namespace": namespace},
+            "metadata": {"name": f"{meta['name']}.{key or uuid.uuid4().hex[:16]}", "namespace": namespace},
             "involvedObject": {k: v for k, v in reference.items() if v is not None},
             "reason": reason,
             "message": message[:1024],

@@ -5,11 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import ValidationError
-
 from .api import API_VERSION, KIND
 from .api.semantics import spec_problems
-from .api.status import ModelDeploymentStatus
+from .api.status_parse import parse_status
 from .kubeapi import KubeClient
 from .render.labels import (
     MANAGED_BY,
@@ -52,6 +50,7 @@ def deployment_state(obj: dict[str, Any]) -> DeploymentState:
         available_replicas=int(status.get("availableReplicas") or 0),
         updated_replicas=int(status.get("updatedReplicas") or 0),
         replica_failure=replica_failure(status),
+        created_at=str(meta.get("creationTimestamp") or ""),
     )
 
 
@@ -95,14 +94,6 @@ def pod_state(obj: dict[str, Any]) -> PodState:
     )
 
 
-def parse_status(raw: dict[str, Any] | None) -> ModelDeploymentStatus:
-    try:
-        return ModelDeploymentStatus.model_validate(raw or {})
-    except ValidationError:
-        # A status we cannot read is rebuilt from the children rather than crashing the loop.
-        return ModelDeploymentStatus()
-
-
 def observe(kube: KubeClient, obj: dict[str, Any], now: datetime) -> Observed:
     meta = obj["metadata"]
     name, namespace, uid = meta["name"], meta["namespace"], meta.get("uid", "")
@@ -120,4 +111,4 @@ def observe(kube: KubeClient, obj: dict[str, Any], now: datetime) -> Observed:
     )
 
 
-__all__ = ["API_VERSION", "KIND", "observe"]
+__all__ = ["API_VERSION", "KIND", "observe", "parse_status"]

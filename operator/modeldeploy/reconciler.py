@@ -13,8 +13,8 @@ from .api import API_VERSION, KIND
 from .api.spec import ModelDeploymentSpec
 from .api.types import parse_duration
 from .gates import run_gates
-from .kubeapi import Conflict, KubeClient
-from .metrics import RevisionTarget, provider_for
+from .kubeapi import Conflict, Fenced, KubeClient
+from .metrics import MetricsUnavailable, RevisionTarget, forget_baselines, provider_for
 from .observe import observe, parse_status
 from .render import (
     REVISION_LABEL,
@@ -27,16 +27,22 @@ from .render import (
     render_pdb,
     render_revision_service,
 )
+from .render.containers import template_identity
 from .render.ports import METRICS_PORT
 from .reporting import reconcile_error, status_patch, write_status, writing
 from .rollout import AnalysisSamples, Observed, Plan, RevisionPlan, needs, plan
 from .rollout.analysis import custom_queries
+from .rollout.builder import parse_time
+from .rollout.canary import analysis_run
 from .rollout.errors import ReconcileError, failed_status
+from .rollout.model import EventRecord
 from .telemetry import OperatorMetrics
 from .traffic import RouterTarget, router_for
 
 logger = logging.getLogger("modeldeploy")
 CONFLICT_REQUEUE_SECONDS = 0.2  # someone wrote status first: re-read and re-plan soon
+UNSENT_EVENTS_REQUEUE_SECONDS = 2.0  # an Event the API refused is sent again this soon
+REPLAY_EVENTS_SECONDS = 600.0  # a restarted operator re-sends status' recent Events this young
 
 
 @dataclass
@@ -57,9 +63,12 @@ class Outcome:
 
 
 class Reconciler:
-    def __init__(self, context: Context) -> None:
+    def __init__(self, context: Context, stopped: Callable[[], bool] | None = None) -> None:
         self.context = context
-        self.kube = context.kube
+        # Fenced: once the daemon is told to stop (exit, or a peer took over), nothing more is written.
+        self.kube = context.kube.fenced(stopped) if stopped is not None else context.kube
+        self._unsent: list[EventRecord] = []  # written to status, not yet accepted as Events
+        self._replay: list[EventRecord] | None = None  # status' recent Events, checked once per process
 
     def run_once(self, namespace: str, name: str) -> Outcome:
         """One reconcile that never raises: an error it cannot get past goes into status and an Event."""
@@ -79,6 +88,9 @@ class Reconciler:
             return Outcome("ok", self._reconcile(obj))
         except Conflict:  # only our guarded status write raises it bare (children's come wrapped)
             return Outcome("conflict", CONFLICT_REQUEUE_SECONDS)
+        except Fenced as fenced:  # stopping: whoever serves the object next plans again from the API
+            logger.info("reconcile %s/%s stopped before writing: %s", namespace, name, fenced)
+            return Outcome("ok", None)
         except Exception as exc:  # every error must reach status, a bug included
             error = reconcile_error(exc)
             if error.reason == "OperatorError":
@@ -91,17 +103,34 @@ class Reconciler:
 
     def _reconcile(self, obj: dict[str, Any]) -> float | None:
         """Observe, plan, execute; seconds until the next reconcile is due (None: wait for a change)."""
-        observed = self._with_inputs(observe(self.kube, obj, self.context.clock()))
+        observed = observe(self.kube, obj, self.context.clock())
+        if observed.spec is not None:  # the images a new revision would get: part of its identity
+            observed = replace(observed, template=template_identity(observed.spec, self.context.images))
+        observed = self._with_inputs(self._with_routes(obj, observed))
+        if self._replay is None:
+            # A crash between a status write and its Events lost them: status still has them.
+            self._replay = [EventRecord(e.type, e.reason, e.message, e.at)  # type: ignore[arg-type]
+                            for e in observed.status.recent_events
+                            if (observed.now - parse_time(e.at)).total_seconds() < REPLAY_EVENTS_SECONDS]
         result = plan(observed)
         if result.touch_children and observed.spec is not None:
             self._execute(obj, observed, observed.spec, result)
             if result.prime_metrics:
-                self._prime(observed, observed.spec)  # a new step: its first interval starts now
+                self._prime(observed, observed.spec, result)  # a new step: its first interval starts now
         self._write_status(obj, result)
         self._record(observed, result)
+        if self._unsent:
+            return min(result.requeue_after or UNSENT_EVENTS_REQUEUE_SECONDS, UNSENT_EVENTS_REQUEUE_SECONDS)
         return result.requeue_after
 
     # ----- slow inputs the planner asked for -----
+
+    def _with_routes(self, obj: dict[str, Any], observed: Observed) -> Observed:
+        """The router's truth about weights (Flagger's GetRoutes), for the planner to report and act on."""
+        if observed.spec is None or not observed.deployments:
+            return observed
+        router = router_for(RouterTarget(self.kube, self._owner(obj), observed.spec))
+        return replace(observed, routes=router.get_weights())
 
     def _with_inputs(self, observed: Observed) -> Observed:
         wanted = needs(observed)
@@ -137,13 +166,27 @@ class Reconciler:
         provider = provider_for(spec.rollout.analysis.provider)
         interval = parse_duration(spec.rollout.analysis.interval)
         queries = custom_queries(spec.rollout.analysis)
-        canary, stable = (provider.sample(target, interval, queries) for target in targets)
-        return AnalysisSamples(canary=canary, stable=stable)
+        run = analysis_run(observed)
+        saved = observed.status.analysis.baselines if observed.status.analysis else {}
+        try:
+            if not provider.is_online():
+                raise MetricsUnavailable(f"{spec.rollout.analysis.provider.type} metrics provider is not ready")
+            for target in targets:  # a restarted operator: measure from the baselines status kept
+                provider.restore(target, saved.get(target.revision, {}))
+            canary, stable = (provider.sample(target, interval, queries, run) for target in targets)
+        except MetricsUnavailable as error:
+            return AnalysisSamples(canary=None, stable=None, unavailable=str(error))
+        baselines = {target.revision: provider.baseline(target) for target in targets}
+        return AnalysisSamples(canary=canary, stable=stable, baselines={k: v for k, v in baselines.items() if v})
 
-    def _prime(self, observed: Observed, spec: ModelDeploymentSpec) -> None:
+    def _prime(self, observed: Observed, spec: ModelDeploymentSpec, result: Plan) -> None:
         provider = provider_for(spec.rollout.analysis.provider)
-        for target in self._targets(observed, spec) or ():
+        targets = self._targets(observed, spec) or ()
+        for target in targets:
             provider.prime(target)
+        if result.status.analysis is not None:  # kept with the status this round writes (restarts)
+            baselines = {target.revision: provider.baseline(target) for target in targets}
+            result.status.analysis.baselines = {revision: kept for revision, kept in baselines.items() if kept}
 
     # ----- children -----
 
@@ -182,11 +225,17 @@ class Reconciler:
         owner = self._owner(obj)
         for rev in result.revisions:
             self._revision(owner, observed, spec, rev)
+        if not result.weights and result.hpa_target is None:
+            # Nothing serves (the first revision was rejected): no endpoint, HPA or PDB of nothing.
+            router = router_for(RouterTarget(self.kube, owner, spec))
+            for api_version, kind in ((*router.child,), ("autoscaling/v2", "HorizontalPodAutoscaler"),
+                                      ("policy/v1", "PodDisruptionBudget")):
+                self._delete(api_version, kind, owner.namespace, owner.name)
         if result.hpa_target:
             self._apply(render_hpa(spec, name=owner.name, namespace=owner.namespace,
                                    target_deployment=result.hpa_target, owner=owner))
-        self._apply(render_pdb(name=owner.name, namespace=owner.namespace, owner=owner))
         if result.weights:
+            self._apply(render_pdb(name=owner.name, namespace=owner.namespace, owner=owner))
             router = router_for(RouterTarget(self.kube, owner, spec))
             with writing(*router.child, owner.name):
                 changed = router.set_weights(result.weights)
@@ -197,16 +246,23 @@ class Reconciler:
 
     def _delete_revision(self, namespace: str, revision: str) -> None:
         for api_version, kind in (("apps/v1", "Deployment"), ("v1", "Service")):
-            with writing(api_version, kind, revision):
-                deleted = self.kube.delete(api_version, kind, namespace, revision)
-            if deleted:
-                self.context.metrics.api_writes.labels(kind).inc()
+            self._delete(api_version, kind, namespace, revision)
+        forget_baselines(namespace, revision.rpartition("-")[0], revision)
+
+    def _delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+        with writing(api_version, kind, name):
+            deleted = self.kube.delete(api_version, kind, namespace, name)
+        if deleted:
+            self.context.metrics.api_writes.labels(kind).inc()
 
     # ----- status, events, metrics -----
 
     def _write_status(self, obj: dict[str, Any], result: Plan) -> None:
         # A stale resourceVersion means someone (a user's intent) wrote first: Conflict, re-plan.
-        write_status(self.kube, self.context.metrics, obj, result.status.to_dict(), result.events)
+        unsent, self._unsent = self._unsent, []
+        replay, self._replay = self._replay or [], []
+        self._unsent = write_status(self.kube, self.context.metrics, obj, result.status.to_dict(),
+                                    [*unsent, *result.events], replayed=replay)
 
     def _report(self, obj: dict[str, Any], error: ReconcileError) -> None:
         """The error into status and an Event (once per distinct error); best effort, the daemon retries."""
@@ -215,7 +271,8 @@ class Reconciler:
                                        generation=int(meta.get("generation") or 1), now=self.context.clock())
         try:
             # Unguarded: only phase, message and conditions change, and they must land even in a race.
-            write_status(self.kube, self.context.metrics, obj, status.to_dict(), events, guarded=False)
+            self._unsent += write_status(self.kube, self.context.metrics, obj, status.to_dict(), events,
+                                         guarded=False)
             self._record_phase(meta["namespace"], meta["name"], status.phase)
         except Exception as exc:  # e.g. the API server is down: the log has it
             logger.warning("could not report the error of %s/%s in status: %s", meta["namespace"], meta["name"], exc)

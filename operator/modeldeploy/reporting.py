@@ -8,14 +8,18 @@ The I/O half of :mod:`modeldeploy.rollout.errors`: a failed child write is tagge
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import logging
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from .api import API_VERSION, KIND
-from .kubeapi import KubeApiError, KubeClient, NotFound
+from .kubeapi import AlreadyExists, KubeApiError, KubeClient, NotFound
 from .rollout.errors import ApiFailure, ChildRef, ReconcileError, classify_api_failure, unexpected
 from .rollout.model import EventRecord
 from .telemetry import OperatorMetrics
+
+logger = logging.getLogger("modeldeploy")
 
 
 class ChildWriteFailed(Exception):
@@ -67,8 +71,10 @@ def status_patch(old: Any, new: Any) -> Any:
 
 
 def write_status(kube: KubeClient, metrics: OperatorMetrics, obj: dict[str, Any], new: dict[str, Any],
-                 events: Sequence[EventRecord], *, guarded: bool = True) -> None:
-    """Patch status from what `obj` holds to `new` (if different), then emit `events`.
+                 events: Sequence[EventRecord], *, guarded: bool = True,
+                 replayed: Sequence[EventRecord] = ()) -> list[EventRecord]:
+    """Patch status from what `obj` holds to `new` (if different), then emit `events`; the ones
+    that could not be sent are returned (status keeps them in recentEvents: they are sent later).
 
     guarded: the patch carries the resourceVersion read, so a concurrent write (a user's intent)
     makes it a Conflict and the caller plans again rather than overwrite it.
@@ -81,6 +87,33 @@ def write_status(kube: KubeClient, metrics: OperatorMetrics, obj: dict[str, Any]
             patch["metadata"] = {"resourceVersion": meta.get("resourceVersion")}
         kube.merge_patch(API_VERSION, KIND, meta["namespace"], meta["name"], patch, subresource="status")
         metrics.api_writes.labels(KIND).inc()
-    for event in events:
-        kube.create_event(obj, event.reason, event.message, type=event.type)
-        metrics.api_writes.labels("Event").inc()
+    return send_events(kube, metrics, obj, events, replayed=replayed)
+
+
+def event_key(obj: dict[str, Any], event: EventRecord) -> str:
+    """The same transition of the same object always makes the same Event name."""
+    identity = "|".join((str(obj["metadata"].get("uid", "")), event.at, event.reason, event.message))
+    return hashlib.sha256(identity.encode()).hexdigest()[:16]
+
+
+def send_events(kube: KubeClient, metrics: OperatorMetrics, obj: dict[str, Any],
+                events: Sequence[EventRecord], *, replayed: Sequence[EventRecord] = ()) -> list[EventRecord]:
+    """Create each Event once (an AlreadyExists means it was sent before); the unsent ones are returned.
+    `replayed` ones (from status, after a restart) are looked up first: most were sent, and a read is
+    cheaper than a refused write."""
+    unsent: list[EventRecord] = []
+    namespace = obj["metadata"]["namespace"]
+    for event in [*replayed, *events]:
+        key = event_key(obj, event)
+        try:
+            if event in replayed and kube.get("v1", "Event", namespace, f"{obj['metadata']['name']}.{key}"):
+                continue
+            kube.create_event(obj, event.reason, event.message, type=event.type, key=key)
+            metrics.api_writes.labels("Event").inc()
+        except AlreadyExists:
+            pass
+        except KubeApiError as error:
+            logger.warning("event %s of %s/%s not sent yet: %s", event.reason, obj["metadata"]["namespace"],
+                           obj["metadata"]["name"], error)
+            unsent.append(event)
+    return unsent

@@ -24,5 +24,15 @@ class OperatorMetrics:
         self.phase = Gauge("modeldeploy_phase", "1 for the current phase of each ModelDeployment.",
                            ["namespace", "name", "phase"], registry=self.registry)
 
+    def forget(self, namespace: str, name: str) -> None:
+        """Remove the series of a deleted ModelDeployment (they would report it forever otherwise)."""
+        for gauge, names in ((self.canary_weight, ("namespace", "name")),
+                             (self.phase, ("namespace", "name", "phase"))):
+            series = {tuple(sample.labels[label] for label in names)
+                      for metric in gauge.collect() for sample in metric.samples}
+            for labels in series:
+                if labels[:2] == (namespace, name):
+                    gauge.remove(*labels)
+
     def serve(self, port: int, address: str = "0.0.0.0") -> None:
         start_http_server(port, addr=address, registry=self.registry)

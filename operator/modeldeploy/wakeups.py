@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .render.labels import NAME_LABEL, TRAFFIC_LABEL
+
 Fingerprint = tuple[Any, ...]
 
 
@@ -37,20 +39,42 @@ def pod_fingerprint(body: dict[str, Any]) -> Fingerprint:
     containers = tuple(
         (c.get("name"), c.get("ready"), c.get("restartCount"), json.dumps(c.get("state"), sort_keys=True))
         for c in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])])
-    return status.get("phase"), status.get("podIP"), conditions, containers
+    traffic = ((body.get("metadata") or {}).get("labels") or {}).get(TRAFFIC_LABEL)  # what the router routes
+    return status.get("phase"), status.get("podIP"), conditions, containers, traffic
+
+
+def child_fingerprint(body: dict[str, Any]) -> Fingerprint:
+    """Services, HPAs, PDBs, HTTPRoutes: their spec (someone edited it, or a route changed); a
+    deletion always wakes (WakeFilter), so a deleted child comes back at once, not at the resync."""
+    return (json.dumps(body.get("spec"), sort_keys=True),)
 
 
 class WakeFilter:
     def __init__(self) -> None:
         self._seen: dict[tuple[str, str, str], Fingerprint] = {}
+        self._owners: dict[tuple[str, str, str], str] = {}  # child key -> its ModelDeployment's name
+
+    def forget(self, namespace: str, name: str) -> None:
+        """Drop the fingerprints of a deleted ModelDeployment and of its children."""
+        for key in [key for key in self._seen if key[1] == namespace and (
+                (key[2] == name and key[0] == "ModelDeployment") or self._owners.get(key) == name)]:
+            self._seen.pop(key, None)
+            self._owners.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._seen)
 
     def changed(self, kind: str, event_type: str | None, body: dict[str, Any], fingerprint: Fingerprint) -> bool:
         meta = body.get("metadata") or {}
         key = (kind, meta.get("namespace", ""), meta.get("name", ""))
         if event_type == "DELETED":
             self._seen.pop(key, None)
+            self._owners.pop(key, None)
             return True
         if self._seen.get(key) == fingerprint:
             return False
         self._seen[key] = fingerprint
+        owner = (meta.get("labels") or {}).get(NAME_LABEL)
+        if owner is not None:
+            self._owners[key] = owner
         return True

@@ -41,7 +41,19 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--instances", type=int, default=1, help="model instances (ORT runs in parallel)")
     p.add_argument("--intra-op-threads", type=int, default=0, help="ORT threads per run (0: ORT default)")
     p.add_argument("--max-request-bytes", type=_size, default=64 * 1024 * 1024, help="body limit (413 beyond)")
+    p.add_argument(
+        "--max-request-memory", type=_size, default=256 * 1024 * 1024,
+        help="what decoding one request's inputs may allocate, estimated before allocating (413 beyond)",
+    )  # fmt: skip
     p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto")
+    p.add_argument(
+        "--model-control-mode", choices=["none", "explicit", "poll"], default="none",
+        help="Triton's modes: none refuses load/unload requests, explicit allows them (poll: not supported)",
+    )  # fmt: skip
+    p.add_argument(
+        "--cache-config", default="local,size=67108864", metavar="local,size=BYTES",
+        help="response cache shared by models with response_cache { enable: true } (size=0: off)",
+    )  # fmt: skip
     p.add_argument("--drain-timeout", type=float, default=30.0, help="seconds to finish in-flight requests")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
@@ -60,9 +72,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+RUNTIME_EXTRA = "runtime"
+
+
+def missing_runtime(command: str, error: ImportError) -> int:
+    """One line naming the extra to install, instead of a ModuleNotFoundError traceback (exit 2)."""
+    module = (getattr(error, "name", None) or str(error)).split(".")[0]
+    print(f"modelserver {command}: needs the '{RUNTIME_EXTRA}' extra (missing Python module {module!r}): "
+          f"pip install 'modeldeploy[{RUNTIME_EXTRA}]'", file=sys.stderr)
+    return 2
+
+
 def run_serve(args: argparse.Namespace) -> int:
     from modelserver.logs import setup_logging
-    from modelserver.server import ServerConfig, StartupError, serve
+
+    try:
+        from modelserver.server import ServerConfig, StartupError, serve
+    except ImportError as error:
+        return missing_runtime("serve", error)
+
+    from modelserver.repository_control import check_mode
+    from modelserver.response_cache import parse_cache_config
 
     setup_logging(args.log_level)
     try:
@@ -77,8 +107,11 @@ def run_serve(args: argparse.Namespace) -> int:
             instances=args.instances,
             intra_op_threads=args.intra_op_threads,
             max_request_bytes=args.max_request_bytes,
+            max_request_memory=args.max_request_memory,
             device=args.device,
             drain_timeout_s=args.drain_timeout,
+            model_control_mode=check_mode(args.model_control_mode),
+            response_cache_bytes=parse_cache_config(args.cache_config),
         )
     except ValueError as exc:  # e.g. a malformed MODELSERVER_FAULT_* value
         log.error("bad configuration", extra={"error": str(exc)})

@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from modelserver.errors import InvalidInput
+from modelserver.limits import MemoryBudget, bytes_tensor_size
 
 # Only types ONNX Runtime can feed from numpy; BF16 has no numpy dtype and is left out.
 V2_TO_NUMPY: dict[str, np.dtype[Any]] = {
@@ -61,11 +62,24 @@ def itemsize(datatype: str) -> int:
     return V2_TO_NUMPY[datatype].itemsize
 
 
-def deserialize_bytes(name: str, buf: bytes | memoryview, count: int) -> npt.NDArray[np.object_]:
-    """Parse ``count`` length-prefixed strings from ``buf`` into an object array of ``str``."""
-    out = np.empty(count, dtype=np.object_)
+def deserialize_bytes(
+    name: str, buf: bytes | memoryview, count: int, budget: MemoryBudget | None = None
+) -> npt.NDArray[np.object_]:
+    """Parse ``count`` length-prefixed strings from ``buf`` into an object array of ``str``.
+
+    The element count is checked against the bytes present (every element takes at least its
+    4-byte length) and charged to ``budget`` before anything is allocated.
+    """
     view = memoryview(buf)
     pos, end = 0, len(view)
+    if count * _LEN.size > end:
+        raise InvalidInput(
+            f"input '{name}': {end} bytes of BYTES data cannot hold {count} elements "
+            f"(each takes at least {_LEN.size} bytes)"
+        )
+    if budget is not None:
+        budget.charge(f"input '{name}'", bytes_tensor_size(count, end))
+    out = np.empty(count, dtype=np.object_)
     for i in range(count):
         if pos + 4 > end:
             raise InvalidInput(f"input '{name}': BYTES data holds fewer than {count} elements")

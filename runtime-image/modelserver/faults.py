@@ -1,4 +1,8 @@
-"""Fault injection for tests of the canary machinery (never set these in production).
+"""Fault injection for tests of the canary machinery: off unless ``MODELSERVER_TEST_FAULTS=1``.
+
+The variables below take effect only when the test-only flag ``MODELSERVER_TEST_FAULTS=1`` is set
+too (the sandbox kubelet and the test suites set it). Without it they are ignored, with a warning
+on stderr, so a production server never fails, slows down or crashes on purpose.
 
 ``MODELSERVER_FAULT_LATENCY_MS``  extra latency added to every infer request;
 ``MODELSERVER_FAULT_ERROR_RATE``  fraction (0..1) of infer requests answered 500, reason="injected";
@@ -19,6 +23,14 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+TEST_FLAG = "MODELSERVER_TEST_FAULTS"
+FAULT_PREFIX = "MODELSERVER_FAULT_"
+
+
+def enabled(env: Mapping[str, str]) -> bool:
+    """The explicit test-only switch: nothing else turns fault injection on."""
+    return (env.get(TEST_FLAG) or "").strip().lower() in ("1", "true", "yes")
+
 
 @dataclass(frozen=True)
 class Faults:
@@ -35,6 +47,12 @@ class Faults:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Faults:
         process_env = env is None
         env = os.environ if env is None else env
+        if not enabled(env):
+            ignored = sorted(name for name, value in env.items() if name.startswith(FAULT_PREFIX) and value)
+            if ignored:
+                print(f"modelserver: warning: fault injection is off, ignoring {', '.join(ignored)} "
+                      f"(set {TEST_FLAG}=1 in tests only)", file=sys.stderr, flush=True)
+            return cls()
         faults = cls(
             latency_ms=max(0.0, float(env.get("MODELSERVER_FAULT_LATENCY_MS") or 0)),
             error_rate=min(1.0, max(0.0, float(env.get("MODELSERVER_FAULT_ERROR_RATE") or 0))),

@@ -19,7 +19,13 @@ Sources
     ``s3://BUCKET/KEY``         through boto3 (the ``s3`` extra); credentials, region and endpoint
                                 come from the standard AWS variables (``AWS_ENDPOINT_URL_S3`` or
                                 ``AWS_ENDPOINT_URL`` for S3-compatible stores).
-    ``oci://``                  rejected: not supported yet.
+    ``oci://``                  rejected: not supported yet (the CRD refuses it too).
+
+Credentials
+    ``--credentials-dir DIR`` reads a mounted Secret (see ``modelserver.source_credentials``): a
+    bearer ``token`` for https:// (never sent over plain http to another host, never forwarded on
+    a redirect) and AWS keys for s3://. Without it, s3:// uses the standard AWS chain (workload
+    identity through the pod's ServiceAccount included).
 
 Integrity
     The artifact is downloaded into a hidden staging directory inside ``<REPO>`` (same filesystem,
@@ -77,6 +83,8 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any, NoReturn, Protocol
 
+from modelserver.source_credentials import CredentialsError, SourceCredentials, load_credentials, token_allowed
+
 __all__ = [
     "EXIT_ACCESS_DENIED",
     "EXIT_DEPENDENCY",
@@ -127,6 +135,8 @@ USER_AGENT = "modelserver-fetch/1"
 
 _DIGEST_RE = re.compile(r"^(?P<algo>[a-z0-9]+):(?P<hex>[0-9a-fA-F]+)$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+# A PersistentVolumeClaim name (DNS subdomain): never '..', never a path.
+_CLAIM_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 _SIZE_RE = re.compile(r"^\s*(?P<num>\d+)\s*(?P<unit>[kKmMgGtT]i?[bB]?|[bB])?\s*$")
 _SIZE_UNITS = {
     "": 1,
@@ -308,6 +318,7 @@ class HttpSource:
     # Validator of the first response, sent as If-Range so a resume never splices two versions.
     _validator: str | None = field(default=None, repr=False)
     _ranges_ok: bool = field(default=True, repr=False)
+    token: str | None = field(default=None, repr=False)
 
     def open(self, offset: int) -> Opened:
         headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
@@ -316,6 +327,9 @@ class HttpSource:
             if self._validator:
                 headers["If-Range"] = self._validator
         request = urllib.request.Request(self.url, headers=headers)
+        if self.token:
+            # Unredirected: urllib does not copy it onto a redirect, so another host never sees it.
+            request.add_unredirected_header("Authorization", f"Bearer {self.token}")
         try:
             response = urllib.request.urlopen(request, timeout=self.timeout)
         except urllib.error.HTTPError as exc:
@@ -382,6 +396,7 @@ class S3Source:
     retryable: bool = True
     _etag: str | None = field(default=None, repr=False)
     _client: Any = field(default=None, repr=False)
+    credentials: SourceCredentials = field(default_factory=SourceCredentials, repr=False)
 
     def _get_client(self) -> Any:
         if self._client is None:
@@ -394,13 +409,21 @@ class S3Source:
                 ) from None
             # Newer botocore reads AWS_ENDPOINT_URL itself; passing it explicitly keeps older ones
             # working with S3-compatible stores (MinIO, Ceph).
-            endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+            creds = self.credentials
+            endpoint = (creds.aws_value("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")
+                        or os.environ.get("AWS_ENDPOINT_URL") or None)
             config = Config(
                 connect_timeout=self.timeout,
                 read_timeout=self.timeout,
                 retries={"max_attempts": 1, "mode": "standard"},  # our own loop retries and resumes
             )
-            self._client = boto3.session.Session().client("s3", endpoint_url=endpoint, config=config)
+            session = boto3.session.Session(
+                aws_access_key_id=creds.aws_value("AWS_ACCESS_KEY_ID"),
+                aws_secret_access_key=creds.aws_value("AWS_SECRET_ACCESS_KEY"),
+                aws_session_token=creds.aws_value("AWS_SESSION_TOKEN"),
+                region_name=creds.aws_value("AWS_REGION"),
+            )
+            self._client = session.client("s3", endpoint_url=endpoint, config=config)
         return self._client
 
     def open(self, offset: int) -> Opened:
@@ -492,16 +515,27 @@ def _parse_content_range(value: str | None) -> tuple[int, int | None] | None:
     return int(match[1]), (None if match[3] == "*" else int(match[3]))
 
 
-def resolve_source(uri: str, *, pvc_root: str | os.PathLike[str] = DEFAULT_PVC_ROOT, timeout: float = 30.0) -> Source:
+def resolve_source(
+    uri: str,
+    *,
+    pvc_root: str | os.PathLike[str] = DEFAULT_PVC_ROOT,
+    timeout: float = 30.0,
+    credentials: SourceCredentials | None = None,
+) -> Source:
     """Map a model URI to a :class:`Source`, or raise :class:`UsageError`."""
     if not uri or not uri.strip():
         raise UsageError("empty model URI")
+    creds = credentials or SourceCredentials()
     parsed = urllib.parse.urlsplit(uri)
     scheme = parsed.scheme.lower()
     if scheme in ("http", "https"):
         if not parsed.hostname:
             raise UsageError(f"invalid URI {uri!r}: no host")
-        return HttpSource(uri, _redact(uri), timeout)
+        if creds.token and not token_allowed(scheme, parsed.hostname):
+            raise UsageError(
+                f"refusing to send the credentials token over plain http to {parsed.hostname}: use https://"
+            )
+        return HttpSource(uri, _redact(uri), timeout, token=creds.token)
     if scheme == "file":
         if parsed.netloc not in ("", "localhost"):
             raise UsageError(f"invalid URI {uri!r}: file:// URIs must be local (file:///path)")
@@ -513,6 +547,9 @@ def resolve_source(uri: str, *, pvc_root: str | os.PathLike[str] = DEFAULT_PVC_R
         claim, rel = parsed.netloc, urllib.parse.unquote(parsed.path).lstrip("/")
         if not claim or not rel:
             raise UsageError(f"invalid URI {uri!r}: expected pvc://CLAIM/PATH")
+        if not _CLAIM_RE.match(claim) or len(claim) > 253:
+            # The claim is a directory under --pvc-root too: '..' or '.' would leave it.
+            raise UsageError(f"invalid URI {uri!r}: claim {claim!r} is not a PersistentVolumeClaim name")
         parts = Path(rel).parts
         if ".." in parts:
             raise UsageError(f"invalid URI {uri!r}: '..' is not allowed in a pvc:// path")
@@ -522,7 +559,7 @@ def resolve_source(uri: str, *, pvc_root: str | os.PathLike[str] = DEFAULT_PVC_R
         key = parsed.path.lstrip("/")
         if not parsed.netloc or not key:
             raise UsageError(f"invalid URI {uri!r}: expected s3://BUCKET/KEY")
-        return S3Source(parsed.netloc, urllib.parse.unquote(key), uri, timeout)
+        return S3Source(parsed.netloc, urllib.parse.unquote(key), uri, timeout, credentials=creds)
     if scheme == "oci":
         raise UsageError(f"oci:// model URIs are not supported yet ({uri}); use https://, s3://, pvc:// or file://")
     if scheme and len(scheme) > 1:  # a one-letter "scheme" is a Windows drive letter
@@ -578,7 +615,8 @@ def _download(
             if total is not None and max_bytes and total > max_bytes:
                 raise TooLargeError(
                     f"{source.description} is {total} bytes ({_fmt_size(total)}), "
-                    f"over the --max-bytes limit of {max_bytes} ({_fmt_size(max_bytes)})"
+                    f"over the --max-bytes limit of {max_bytes} ({_fmt_size(max_bytes)}; "
+                    "a ModelDeployment's spec.model.maxSize)"
                 )
             if total is not None and free_bytes is not None and total - written > free_bytes:
                 raise WriteError(
@@ -589,7 +627,8 @@ def _download(
                 written += len(block)
                 if max_bytes and written > max_bytes:
                     raise TooLargeError(
-                        f"{source.description} exceeds the --max-bytes limit of {max_bytes} ({_fmt_size(max_bytes)})"
+                        f"{source.description} exceeds the --max-bytes limit of {max_bytes} "
+                        f"({_fmt_size(max_bytes)}; a ModelDeployment's spec.model.maxSize)"
                     )
                 try:
                     out.write(block)
@@ -664,6 +703,7 @@ def fetch_model(
     retry_backoff: float = 1.0,
     timeout: float = 30.0,
     pvc_root: str | os.PathLike[str] = DEFAULT_PVC_ROOT,
+    credentials_dir: str | os.PathLike[str] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> Path:
     """Fetch ``uri`` into ``<repository>/<model>/<version>/<file>`` and return the file's path.
@@ -685,6 +725,7 @@ def fetch_model(
         retry_backoff=retry_backoff,
         timeout=timeout,
         pvc_root=pvc_root,
+        credentials_dir=credentials_dir,
         log=log,
     ).path
 
@@ -704,6 +745,7 @@ def fetch_model_detailed(
     retry_backoff: float = 1.0,
     timeout: float = 30.0,
     pvc_root: str | os.PathLike[str] = DEFAULT_PVC_ROOT,
+    credentials_dir: str | os.PathLike[str] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> FetchResult:
     """Like :func:`fetch_model`, returning digest, size and whether an existing file was reused."""
@@ -720,7 +762,11 @@ def fetch_model_detailed(
     if max_bytes < 0 or retries < 0 or retry_backoff < 0 or timeout <= 0:
         raise UsageError("--max-bytes, --retries and --retry-backoff must be >= 0 and --timeout > 0")
     config_text = _load_config(config_pbtxt) if config_pbtxt is not None else None
-    source = resolve_source(uri, pvc_root=pvc_root, timeout=timeout)
+    try:
+        credentials = load_credentials(credentials_dir) if credentials_dir is not None else None
+    except CredentialsError as exc:
+        raise UsageError(f"--credentials-dir: {exc}") from None
+    source = resolve_source(uri, pvc_root=pvc_root, timeout=timeout, credentials=credentials)
 
     repo = Path(repository)
     model_dir = repo / model
@@ -913,6 +959,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"where pvc://CLAIM is mounted as <root>/CLAIM (default {DEFAULT_PVC_ROOT})",
     )
     parser.add_argument(
+        "--credentials-dir",
+        default=None,
+        metavar="DIR",
+        help="a mounted Secret: 'token' (HTTP bearer) and/or AWS_* keys for s3:// (see source_credentials)",
+    )
+    parser.add_argument(
         "--termination-log",
         default=DEFAULT_TERMINATION_LOG,
         metavar="PATH",
@@ -953,6 +1005,7 @@ def run(args: argparse.Namespace) -> int:
             retry_backoff=args.retry_backoff,
             timeout=args.timeout,
             pvc_root=args.pvc_root,
+            credentials_dir=getattr(args, "credentials_dir", None),
             log=log,
         )
     except FetchError as exc:

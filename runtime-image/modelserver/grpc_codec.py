@@ -14,6 +14,7 @@ from tritonclient.grpc import service_pb2 as pb
 
 from modelserver.datatypes import deserialize_bytes, serialize_bytes, strings_from_protobuf
 from modelserver.errors import InvalidInput, ServingError
+from modelserver.limits import DEFAULT_MAX_REQUEST_MEMORY, MemoryBudget, bytes_tensor_size
 from modelserver.session import Array, ModelSession
 
 _CONTENTS_FIELD = {
@@ -32,16 +33,20 @@ _CONTENTS_FIELD = {
 }
 
 
-def decode_request(session: ModelSession, req: pb.ModelInferRequest) -> tuple[dict[str, Array], int, list[str] | None]:
+def decode_request(
+    session: ModelSession, req: pb.ModelInferRequest, max_memory: int = DEFAULT_MAX_REQUEST_MEMORY
+) -> tuple[dict[str, Array], int, list[str] | None]:
     try:
-        return _decode(session, req)
+        return _decode(session, req, MemoryBudget(max_memory))
     except ServingError:
         raise
     except Exception as exc:  # anything raised while parsing is the request's fault
         raise InvalidInput(f"malformed inference request: {type(exc).__name__}: {exc}") from None
 
 
-def _decode(session: ModelSession, req: pb.ModelInferRequest) -> tuple[dict[str, Array], int, list[str] | None]:
+def _decode(
+    session: ModelSession, req: pb.ModelInferRequest, budget: MemoryBudget
+) -> tuple[dict[str, Array], int, list[str] | None]:
     if not req.inputs:
         raise InvalidInput("request has no inputs")
     raw = req.raw_input_contents
@@ -59,7 +64,7 @@ def _decode(session: ModelSession, req: pb.ModelInferRequest) -> tuple[dict[str,
                 raise InvalidInput(f"input '{t.name}': both contents and raw_input_contents given")
             buf = raw[i]
             if t.datatype == "BYTES":
-                arr: Array = deserialize_bytes(t.name, buf, count)
+                arr: Array = deserialize_bytes(t.name, buf, count, budget)
             else:
                 want = count * spec.dtype.itemsize
                 if len(buf) != want:
@@ -67,9 +72,10 @@ def _decode(session: ModelSession, req: pb.ModelInferRequest) -> tuple[dict[str,
                         f"input '{t.name}': {len(buf)} bytes of data for shape {shape} of {t.datatype} "
                         f"(expected {want})"
                     )
+                budget.charge(f"input '{t.name}'", want)
                 arr = np.frombuffer(buf, dtype=spec.dtype, count=count)
         else:
-            arr = _from_contents(t, spec.dtype, count)
+            arr = _from_contents(t, spec.dtype, count, budget)
         feeds[t.name] = arr.reshape(shape)
     batch = session.check_complete(feeds)
     requested: list[str] | None = None
@@ -79,7 +85,7 @@ def _decode(session: ModelSession, req: pb.ModelInferRequest) -> tuple[dict[str,
     return feeds, batch, requested
 
 
-def _from_contents(t: Any, dtype: np.dtype[Any], count: int) -> Array:
+def _from_contents(t: Any, dtype: np.dtype[Any], count: int, budget: MemoryBudget) -> Array:
     field = _CONTENTS_FIELD.get(t.datatype)
     if field is None:
         raise InvalidInput(f"input '{t.name}': {t.datatype} must be sent in raw_input_contents")
@@ -87,9 +93,12 @@ def _from_contents(t: Any, dtype: np.dtype[Any], count: int) -> Array:
     if len(values) != count:
         raise InvalidInput(f"input '{t.name}': {len(values)} elements of data for shape of {count} elements")
     if t.datatype == "BYTES":
+        budget.charge(f"input '{t.name}'", bytes_tensor_size(count, sum(len(v) for v in values)))
         return strings_from_protobuf(t.name, values)
+    budget.charge(f"input '{t.name}'", count * dtype.itemsize)
     try:
-        return np.array(values, dtype=dtype)
+        # fromiter converts element by element: no list of Python numbers in between.
+        return np.fromiter(values, dtype=dtype, count=count)
     except (ValueError, OverflowError) as exc:
         raise InvalidInput(f"input '{t.name}': data does not fit {t.datatype}: {exc}") from None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any, NoReturn
@@ -13,6 +14,8 @@ from tritonclient.grpc import service_pb2_grpc as pb_grpc
 from modelserver import __version__
 from modelserver.errors import BackendError, ServingError
 from modelserver.grpc_codec import decode_request, encode_response
+from modelserver.grpc_extensions import ExtensionsMixin
+from modelserver.limits import DEFAULT_MAX_REQUEST_MEMORY
 from modelserver.model_config import model_config
 from modelserver.models import LoadedModel, ModelManager
 from modelserver.rest import EXTENSIONS
@@ -25,9 +28,24 @@ async def _abort(context: grpc.aio.ServicerContext, exc: ServingError) -> NoRetu
     raise AssertionError("unreachable")  # abort always raises
 
 
-class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, manager: ModelManager) -> None:
+async def _abort_with(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
+    """Abort with no exception object alive in the caller's frame.
+
+    Aborting from inside ``except ... as exc`` leaves a cycle (exc -> traceback -> frame -> exc)
+    that keeps the frame's request message alive until the cyclic GC runs: with large
+    refused messages that pinned hundreds of MB (found by the fuzz test)."""
+    await context.abort(code, message)
+    raise AssertionError("unreachable")
+
+
+# ModelInfer messages above this are decoded in a worker thread (see rest.OFFLOAD_BYTES).
+OFFLOAD_BYTES = 256 * 1024
+
+
+class InferenceService(ExtensionsMixin, pb_grpc.GRPCInferenceServiceServicer):
+    def __init__(self, manager: ModelManager, max_request_memory: int = DEFAULT_MAX_REQUEST_MEMORY) -> None:
         self.manager = manager
+        self.max_request_memory = max_request_memory
         self.accepting = True
 
     async def ServerLive(self, request: pb.ServerLiveRequest, context: Any) -> pb.ServerLiveResponse:
@@ -43,14 +61,15 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         try:
             return self.manager.resolve(name, version)
         except ServingError as exc:
-            await _abort(context, exc)
+            code, message = exc.grpc_code, exc.message
+        await _abort_with(context, code, message)
 
     async def ModelReady(self, request: pb.ModelReadyRequest, context: Any) -> pb.ModelReadyResponse:
+        # Like Triton: an unknown model or version is simply not ready (tritonclient's
+        # is_model_ready then returns False instead of raising).
         try:
             self.manager.resolve(request.name, request.version)
-        except ServingError as exc:
-            if exc.http_status == 404:
-                await _abort(context, exc)
+        except ServingError:
             return pb.ModelReadyResponse(ready=False)
         return pb.ModelReadyResponse(ready=True)
 
@@ -71,22 +90,42 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         return pb.ModelConfigResponse(config=model_config(model))
 
     async def ModelInfer(self, request: pb.ModelInferRequest, context: Any) -> pb.ModelInferResponse:
+        outcome = await self._infer(request)
+        if isinstance(outcome, pb.ModelInferResponse):
+            return outcome
+        # grpc.aio keeps the abort's exception (whose traceback holds this frame) in a reference
+        # cycle until the cyclic GC runs: drop the request first, or every refused message stays
+        # pinned meanwhile (hundreds of MB under the fuzz test).
+        del request
+        await _abort_with(context, *outcome)
+
+    async def _infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse | tuple[grpc.StatusCode, str]:
         t0 = time.perf_counter_ns()
-        model = await self._resolve(request.model_name, request.model_version, context)
         try:
-            feeds, batch, outputs = decode_request(model.session, request)
+            model = self.manager.resolve(request.model_name, request.model_version)
+        except ServingError as exc:
+            return exc.grpc_code, exc.message
+        try:
+            if request.ByteSize() > OFFLOAD_BYTES:
+                feeds, batch, outputs = await asyncio.to_thread(
+                    decode_request, model.session, request, self.max_request_memory
+                )
+            else:
+                feeds, batch, outputs = decode_request(model.session, request, self.max_request_memory)
             results = await self.manager.infer(model, feeds, batch, outputs)
             response = encode_response(request, model.version, model.session, results)
         except ServingError as exc:
-            model.stats.observe_failure(exc.reason, time.perf_counter_ns() - t0)
-            await _abort(context, exc)
+            failure = exc.reason, exc.grpc_code, exc.message
         except Exception as exc:  # a bug: still answer, count and log it
             log.exception("infer crashed", extra={"model": model.name})
             err = BackendError(f"internal error: {type(exc).__name__}")
-            model.stats.observe_failure(err.reason, time.perf_counter_ns() - t0)
-            await _abort(context, err)
-        model.stats.observe_success(time.perf_counter_ns() - t0, batch)
-        return response
+            failure = err.reason, err.grpc_code, err.message
+        else:
+            model.stats.observe_success(time.perf_counter_ns() - t0, batch)
+            return response
+        reason, code, message = failure
+        model.stats.observe_failure(reason, time.perf_counter_ns() - t0)
+        return code, message
 
 
 def add_to_server(server: grpc.aio.Server, service: InferenceService) -> None:

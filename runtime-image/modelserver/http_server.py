@@ -22,9 +22,11 @@ from typing import TYPE_CHECKING, Any, cast
 import httptools
 
 from modelserver import jsonio
-from modelserver.rest import NO_ROUTE, Reply, RestApi, Route, route
+from modelserver.admin_rest import ADMIN_KINDS, admin_route
+from modelserver.rest import NO_ROUTE, NOT_FOUND, Reply, RestApi, Route, route
 
 if TYPE_CHECKING:
+    from modelserver.admin_rest import AdminApi
     from modelserver.batching import Scheduler
     from modelserver.models import LoadedModel
 
@@ -84,6 +86,8 @@ class HttpProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
+        if not self.server.connections:
+            self.server.all_closed.set()
         self._unannounce()
         self.transport = None
 
@@ -135,7 +139,8 @@ class HttpProtocol(asyncio.Protocol):
         if r is None:
             if len(cache) >= _ROUTE_CACHE_SIZE:
                 cache.clear()
-            r = cache[self.url] = route(self._path())
+            path = self._path()
+            r = cache[self.url] = admin_route(path) or route(path)
         self.route = r
         is_infer = self.route.kind == "infer" and self.parser.get_method() == b"POST"
         if is_infer:
@@ -204,7 +209,13 @@ class HttpProtocol(asyncio.Protocol):
         while self.queue and not self.busy:
             req = self.queue.popleft()
             try:
-                result = self.api.handle(req.method, req.route, req.headers, req.body, req.too_large, req.t0, req.model)
+                admin = self.server.admin
+                if req.route.kind in ADMIN_KINDS:
+                    result = admin.handle(req.method, req.route, req.body) if admin is not None else NOT_FOUND
+                else:
+                    result = self.api.handle(
+                        req.method, req.route, req.headers, req.body, req.too_large, req.t0, req.model
+                    )
             except Exception:  # handlers answer errors themselves; this is a last resort
                 log.exception("request handler crashed")
                 result = Reply(500, b'{"error":"internal error"}')
@@ -278,13 +289,15 @@ class HttpProtocol(asyncio.Protocol):
 
 
 class HttpServer:
-    def __init__(self, api: RestApi) -> None:
+    def __init__(self, api: RestApi, admin: AdminApi | None = None) -> None:
         self.api = api
+        self.admin = admin  # statistics, repository, logging, shared-memory routes
         self.connections: set[HttpProtocol] = set()
         self.routes: dict[bytes, Route] = {}  # URL -> parsed route (Routes are never mutated)
         self.active = 0
         self.closing = False
         self.idle = asyncio.Event()
+        self.all_closed = asyncio.Event()  # set when the last connection is gone
         self._server: asyncio.AbstractServer | None = None
 
     async def start(self, host: str, port: int) -> int:
@@ -312,5 +325,20 @@ class HttpServer:
         for conn in list(self.connections):
             if conn.transport is not None:
                 conn.transport.close()
+        # close() only starts flushing what is still buffered (a large response to a slow
+        # reader); returning now would let the process exit and cut it. Wait until every
+        # connection is really gone, up to the drain deadline (at least a second).
+        if self.connections:
+            self.all_closed.clear()
+            if self.connections:
+                try:
+                    await asyncio.wait_for(self.all_closed.wait(), max(1.0, deadline - time.monotonic()))
+                except TimeoutError:
+                    log.warning(
+                        "drain: responses not fully sent at the deadline", extra={"connections": len(self.connections)}
+                    )
+                    for conn in list(self.connections):
+                        if conn.transport is not None:
+                            conn.transport.abort()
         if self._server is not None:
             await self._server.wait_closed()

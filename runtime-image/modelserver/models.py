@@ -15,13 +15,19 @@ from modelserver.errors import InjectedFault, ModelNotFound, ModelNotReady
 from modelserver.faults import Faults
 from modelserver.metrics import ModelStats, ServerMetrics
 from modelserver.repository import ModelEntry
+from modelserver.response_cache import DEFAULT_CACHE_BYTES, ResponseCache
 from modelserver.session import Array, ModelSession
+from modelserver.warmup import WarmupError, run_warmup, warmup_samples
 
 log = logging.getLogger("modelserver.models")
 
 
 class ModelLoadError(Exception):
     pass
+
+
+class ModelWarmupFailed(ModelLoadError):
+    """The model loaded but its config's warm-up failed: only this version becomes unavailable."""
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,7 @@ class Defaults:
     instances: int = 1
     intra_op_threads: int = 0
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    response_cache_bytes: int = DEFAULT_CACHE_BYTES  # shared by models with response_cache enabled
 
 
 @dataclass
@@ -52,14 +59,33 @@ class ModelManager:
         self.defaults = defaults
         self.faults = faults
         self.loaded: dict[str, dict[int, LoadedModel]] = {}
-        self.ready = False
+        # Versions that are not served, with the reason (a failed warm-up); shown by model
+        # readiness and the repository index. While any is listed the server is not ready
+        # (Triton's strict readiness).
+        self.unavailable: dict[tuple[str, int], str] = {}
+        self._loaded_all = False
+        self.response_cache = ResponseCache(defaults.response_cache_bytes)
+
+    @property
+    def ready(self) -> bool:
+        return self._loaded_all and not self.unavailable
+
+    @ready.setter
+    def ready(self, value: bool) -> None:
+        self._loaded_all = value
 
     async def load_all(self) -> None:
-        """Load and warm up every version; any failure aborts the whole server (like a bad model)."""
+        """Load and warm up every version. A model that cannot be loaded aborts the whole server
+        (like Triton with a bad model); one whose warm-up fails is only marked unavailable."""
         loop = asyncio.get_running_loop()
         for entry in self.entries.values():
             for version, path in entry.versions.items():
-                model = await loop.run_in_executor(None, self._load, entry, version, path)
+                try:
+                    model = await loop.run_in_executor(None, self._load, entry, version, path)
+                except ModelWarmupFailed as exc:
+                    self.unavailable[(entry.name, version)] = str(exc)
+                    log.error("model unavailable", extra={"model": entry.name, "version": version, "reason": str(exc)})
+                    continue
                 model.scheduler.start()
                 self.loaded.setdefault(entry.name, {})[version] = model
                 log.info(
@@ -90,9 +116,13 @@ class ModelManager:
                 intra_op_threads=d.intra_op_threads,
                 max_batch_size=max_batch,
             )
-            session.warmup()
         except Exception as exc:
             raise ModelLoadError(f"model {entry.name} version {version} ({path}): {exc}") from None
+        try:
+            run_warmup(session, warmup_samples(st.proto, session, path.parent.parent))
+        except WarmupError as exc:
+            raise ModelWarmupFailed(f"model {entry.name} version {version}: {exc}") from None
+        self.unavailable.pop((entry.name, version), None)
         stats = self.metrics.stats(entry.name, version)
         scheduler = Scheduler(
             session,
@@ -102,6 +132,9 @@ class ModelManager:
             max_queue_delay_us=delay,
             preferred_batch_sizes=st.preferred_batch_sizes,
         )
+        if st.proto.response_cache.enable and self.response_cache.max_bytes > 0:
+            scheduler.cache = self.response_cache
+            stats.cache_enabled = True
         return LoadedModel(entry.name, version, session, scheduler, stats, st)
 
     async def close(self) -> None:
@@ -128,6 +161,9 @@ class ModelManager:
             v = entry.latest
         model = self.loaded.get(name, {}).get(v)
         if model is None:
+            reason = self.unavailable.get((name, v))
+            if reason is not None:
+                raise ModelNotReady(f"model '{name}' version {v} is unavailable: {reason}")
             raise ModelNotReady(f"model '{name}' version {v} is not ready")
         return model
 

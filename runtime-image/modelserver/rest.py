@@ -12,19 +12,21 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote
 
 from modelserver import __version__, jsonio
 from modelserver.batching import Outputs
 from modelserver.errors import BackendError, InvalidInput, RequestTooLarge, ServingError
+from modelserver.limits import DEFAULT_MAX_REQUEST_MEMORY
 from modelserver.model_config import config_json, model_config
 from modelserver.models import LoadedModel, ModelManager
 from modelserver.rest_codec import RestRequest, decode_request, encode_response
 
 log = logging.getLogger("modelserver.rest")
+T = TypeVar("T")
 
-EXTENSIONS = ["binary_tensor_data", "model_configuration"]
+EXTENSIONS = ["binary_tensor_data", "model_configuration", "statistics", "model_repository", "logging"]
 JSON = b"application/json"
 OCTETS = b"application/octet-stream"
 
@@ -37,7 +39,7 @@ class Reply:
     header_length: int | None = None  # Inference-Header-Content-Length, when binary tensors follow
 
 
-Pending = tuple["asyncio.Future[Outputs]", Callable[["asyncio.Future[Outputs]"], Reply]]
+Pending = tuple["asyncio.Future[Any]", Callable[["asyncio.Future[Any]"], Reply]]
 
 
 @dataclass(slots=True)
@@ -60,6 +62,26 @@ def _error(exc: ServingError) -> Reply:
 
 NOT_FOUND = Reply(404, b'{"error":"not found"}')
 METHOD_NOT_ALLOWED = Reply(405, b'{"error":"method not allowed"}')
+
+
+def _catching(fn: Callable[..., T], *args: Any) -> T | ServingError:
+    """``fn(*args)``, or the ServingError it raised, stripped of its traceback (see
+    ``RestApi._infer_offloaded``)."""
+    try:
+        return fn(*args)
+    except ServingError as exc:
+        exc.__context__ = None
+        return exc.with_traceback(None)
+
+
+def _failure(fut: asyncio.Future[Any]) -> BaseException | None:
+    """The future's exception, read without raising it: ``fut.result()`` raising here would add
+    this frame (which holds ``fut``) to the error's traceback, a cycle (future -> error -> frame
+    -> future) that pins the request's arrays until the cyclic GC runs (measured: +8 MB per
+    refused 8 MB request)."""
+    if fut.cancelled():
+        return asyncio.CancelledError()
+    return fut.exception()
 
 
 def route(path: str) -> Route:
@@ -94,10 +116,18 @@ def _metadata(model: LoadedModel, versions: list[int]) -> dict[str, Any]:
     }
 
 
+# Bodies above this are decoded (and their responses encoded) in a worker thread, so that one
+# large request never holds the event loop (liveness, other clients) for its whole decode.
+OFFLOAD_BYTES = 256 * 1024
+
+
 class RestApi:
-    def __init__(self, manager: ModelManager, max_request_bytes: int) -> None:
+    def __init__(
+        self, manager: ModelManager, max_request_bytes: int, max_request_memory: int = DEFAULT_MAX_REQUEST_MEMORY
+    ) -> None:
         self.manager = manager
         self.max_request_bytes = max_request_bytes
+        self.max_request_memory = max_request_memory
         self.accepting = True  # cleared on SIGTERM so readiness fails while draining
 
     def lookup(self, r: Route) -> LoadedModel | None:
@@ -165,24 +195,71 @@ class RestApi:
             except ServingError as exc:
                 # Unknown models are not counted: their names would become unbounded label values.
                 return _error(exc)
+        if len(body) > OFFLOAD_BYTES and not too_large:
+            return asyncio.ensure_future(self._infer_offloaded(model, headers, body)), partial(
+                self._finish_offloaded, model, t0
+            )
         try:
             if too_large:
                 raise RequestTooLarge(f"request body exceeds {self.max_request_bytes} bytes")
-            encoding = headers.get(b"content-encoding")
-            if encoding is not None:
-                body = self._decompress(encoding, body)
-            hlen = headers.get(b"inference-header-content-length")
-            req = decode_request(model.session, body, None if hlen is None else hlen.decode("latin-1"))
+            req = self._decode(model, headers, body)
             fut = self.manager.submit(model, req.feeds, req.batch, req.outputs)
         except Exception as exc:
             return self._failed(model, exc, t0)
         return fut, partial(self._finish, model, req, t0)
 
+    def _decode(self, model: LoadedModel, headers: dict[bytes, bytes], body: bytes) -> RestRequest:
+        encoding = headers.get(b"content-encoding")
+        if encoding is not None:
+            body = self._decompress(encoding, body)
+        hlen = headers.get(b"inference-header-content-length")
+        return decode_request(
+            model.session, body, None if hlen is None else hlen.decode("latin-1"), self.max_request_memory
+        )
+
+    async def _infer_offloaded(
+        self, model: LoadedModel, headers: dict[bytes, bytes], body: bytes
+    ) -> tuple[bytes, int | None, int] | ServingError:
+        """A large request: decode and encode in a worker thread (they hold the GIL only in slices).
+
+        A refusal comes back as a value without its traceback: an exception carried through
+        the thread's future forms a reference cycle that would keep the body (megabytes)
+        alive until the cyclic GC runs.
+        """
+        decoded = await asyncio.to_thread(_catching, self._decode, model, headers, body)
+        del body  # the decoded inputs are views on it where possible; drop our own reference
+        if isinstance(decoded, ServingError):
+            return decoded
+        outputs = await self.manager.submit(model, decoded.feeds, decoded.batch, decoded.outputs)
+        encoded = await asyncio.to_thread(
+            _catching, encode_response, model.name, model.version, decoded, model.session, outputs
+        )
+        if isinstance(encoded, ServingError):
+            return encoded
+        return encoded[0], encoded[1], decoded.batch
+
+    def _finish_offloaded(
+        self, model: LoadedModel, t0: int, fut: asyncio.Future[tuple[bytes, int | None, int] | ServingError]
+    ) -> Reply:
+        error = _failure(fut)
+        if error is not None:
+            return self._failed(model, error, t0)
+        result = fut.result()
+        if isinstance(result, ServingError):
+            return self._failed(model, result, t0)
+        payload, header_length, batch = result
+        model.stats.observe_success(time.perf_counter_ns() - t0, batch)
+        if header_length is None:
+            return Reply(200, payload)
+        return Reply(200, payload, OCTETS, header_length)
+
     def _finish(self, model: LoadedModel, req: RestRequest, t0: int, fut: asyncio.Future[Outputs]) -> Reply:
+        error = _failure(fut)
+        if error is not None:
+            return self._failed(model, error, t0)
         try:
-            outputs = fut.result()
-            payload, header_length = encode_response(model.name, model.version, req, model.session, outputs)
-        except (Exception, asyncio.CancelledError) as exc:
+            payload, header_length = encode_response(model.name, model.version, req, model.session, fut.result())
+        except Exception as exc:
             return self._failed(model, exc, t0)
         model.stats.observe_success(time.perf_counter_ns() - t0, req.batch)
         if header_length is None:

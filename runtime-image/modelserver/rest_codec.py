@@ -3,11 +3,18 @@
 A request body is a JSON header optionally followed by raw tensor bytes; the header length
 comes from ``Inference-Header-Content-Length`` and each binary input says its
 ``binary_data_size``. Binary inputs become numpy views on the body (no copy).
+
+``Inference-Header-Content-Length: 0`` is Triton's raw binary request: no JSON at all, the
+whole body is the data of the model's only input, whose shape is deduced from the body's size.
+
+Every size a request declares is checked against the bytes present, and what decoding will
+allocate is charged to the request's ``MemoryBudget``, before any allocation.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -15,6 +22,7 @@ import numpy as np
 from modelserver import jsonio
 from modelserver.datatypes import as_str_list, deserialize_bytes, serialize_bytes, strings_from_json
 from modelserver.errors import InvalidInput, ServingError
+from modelserver.limits import DEFAULT_MAX_REQUEST_MEMORY, MemoryBudget, bytes_tensor_size
 from modelserver.session import Array, ModelSession
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -26,30 +34,40 @@ class RestRequest:
     feeds: dict[str, Array]
     batch: int
     outputs: list[str] | None
-    binary: dict[str, bool]  # per-output choice of binary encoding
-    binary_default: bool
+    binary: dict[str, bool] = field(default_factory=dict)  # per-output choice of binary encoding
+    binary_default: bool = False
 
 
-def decode_request(session: ModelSession, body: bytes, header_length: str | None) -> RestRequest:
+def decode_request(
+    session: ModelSession,
+    body: bytes,
+    header_length: str | None,
+    max_memory: int = DEFAULT_MAX_REQUEST_MEMORY,
+) -> RestRequest:
+    budget = MemoryBudget(max_memory)
     try:
-        return _decode(session, body, header_length)
+        return _decode(session, body, header_length, budget)
     except ServingError:
         raise
     except Exception as exc:  # anything else raised while parsing is still the request's fault
         raise InvalidInput(f"malformed inference request: {type(exc).__name__}: {exc}") from None
 
 
-def _decode(session: ModelSession, body: bytes, header_length: str | None) -> RestRequest:
+def _decode(session: ModelSession, body: bytes, header_length: str | None, budget: MemoryBudget) -> RestRequest:
     if header_length is None:
         hlen = len(body)
     else:
         if not (header_length.isascii() and header_length.strip().isdigit()):
             raise InvalidInput(f"{HEADER_LENGTH} must be a non-negative integer")
         hlen = int(header_length)
+        if hlen == 0:
+            return _decode_raw(session, body, budget)
         if hlen > len(body):
             raise InvalidInput(f"{HEADER_LENGTH} {hlen} exceeds the body length {len(body)}")
+    text = body if hlen == len(body) else memoryview(body)[:hlen]
+    budget.charge_json(text)
     try:
-        header = jsonio.loads(body if hlen == len(body) else memoryview(body)[:hlen])
+        header = jsonio.loads(text)
     except (ValueError, RecursionError, jsonio.JSONDecodeError) as exc:
         raise InvalidInput(f"request header is not valid JSON: {exc}") from None
     if not isinstance(header, dict):
@@ -78,13 +96,14 @@ def _decode(session: ModelSession, body: bytes, header_length: str | None) -> Re
             if type(size) is not int or size < 0 or offset + size > len(body):
                 raise InvalidInput(f"input '{name}': binary_data_size {size!r} does not fit the body")
             if datatype == "BYTES":
-                arr: Array = deserialize_bytes(name, memoryview(body)[offset : offset + size], count)
+                arr: Array = deserialize_bytes(name, memoryview(body)[offset : offset + size], count, budget)
             else:
                 if size != count * spec.dtype.itemsize:
                     raise InvalidInput(
                         f"input '{name}': {size} bytes of data for shape {shape} of {datatype} "
                         f"(expected {count * spec.dtype.itemsize})"
                     )
+                budget.charge(f"input '{name}'", size)  # a view now, but ORT may copy it
                 arr = np.frombuffer(body, dtype=spec.dtype, count=count, offset=offset)
                 if not arr.flags.aligned:
                     arr = arr.copy()
@@ -92,6 +111,7 @@ def _decode(session: ModelSession, body: bytes, header_length: str | None) -> Re
         else:
             if "data" not in item:
                 raise InvalidInput(f"input '{name}' has neither 'data' nor binary_data_size")
+            # Bounded already: charge_json counted every parsed value and its numpy element.
             arr = _from_json(name, datatype, spec.dtype, item["data"], count)
         feeds[name] = arr.reshape(shape)
     if offset != len(body):
@@ -118,6 +138,62 @@ def _decode(session: ModelSession, body: bytes, header_length: str | None) -> Re
         if not requested:
             requested = None
     return RestRequest(req_id, feeds, batch, requested, binary, binary_default)
+
+
+def _decode_raw(session: ModelSession, body: bytes, budget: MemoryBudget) -> RestRequest:
+    """Triton's raw binary request: the body is the only input's data, its shape deduced from
+    the body's size (at most one variable dimension besides the batch dimension, which is 1).
+    A BYTES input takes the body as its single element (the model's shape must be [1]).
+    Every output is answered in binary, as Triton does."""
+    what = f"raw binary request ({HEADER_LENGTH}: 0)"
+    if len(session.inputs) != 1:
+        raise InvalidInput(
+            f"{what}: model '{session.name}' has {len(session.inputs)} inputs; "
+            "a raw request can only feed a model with exactly 1 input"
+        )
+    spec = session.inputs[0]
+    batched = session.max_batch_size > 0
+    dims = list(spec.shape[1:] if batched else spec.shape)
+    if spec.datatype == "BYTES":
+        if dims != [1]:
+            raise InvalidInput(
+                f"{what}: BYTES input '{spec.name}' must have shape [1] in model '{session.name}' (it has {dims})"
+            )
+        budget.charge(f"input '{spec.name}'", bytes_tensor_size(1, len(body)))
+        arr: Array = np.empty(1, dtype=np.object_)
+        try:
+            arr[0] = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidInput(f"input '{spec.name}': BYTES element is not valid UTF-8") from None
+    else:
+        variable = [i for i, d in enumerate(dims) if d < 0]
+        if len(variable) > 1:
+            raise InvalidInput(
+                f"{what}: input '{spec.name}' of model '{session.name}' has shape {dims} with more than "
+                "one variable-size dimension; the shape cannot be deduced from the data size"
+            )
+        itemsize = spec.dtype.itemsize
+        fixed = math.prod(d for d in dims if d >= 0) * itemsize
+        if variable:
+            if fixed == 0 or len(body) % fixed:
+                raise InvalidInput(
+                    f"{what}: {len(body)} bytes do not make whole elements of input '{spec.name}' "
+                    f"with shape {dims} of {spec.datatype}"
+                )
+            dims[variable[0]] = len(body) // fixed
+        elif len(body) != fixed:
+            raise InvalidInput(
+                f"{what}: {len(body)} bytes of data for input '{spec.name}' with shape {dims} of "
+                f"{spec.datatype} (expected {fixed})"
+            )
+        budget.charge(f"input '{spec.name}'", len(body))
+        arr = np.frombuffer(body, dtype=spec.dtype)
+        if not arr.flags.aligned:
+            arr = arr.copy()
+    shape = [1, *dims] if batched else dims
+    session.check_input(spec.name, spec.datatype, shape)
+    # No JSON header to ask for JSON outputs: Triton answers every output as binary.
+    return RestRequest(None, {spec.name: arr.reshape(shape)}, 1, None, binary_default=True)
 
 
 def _params(obj: dict[str, Any], what: str) -> dict[str, Any]:

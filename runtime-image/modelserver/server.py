@@ -1,8 +1,9 @@
 """Programmatic entry point: ``ServerConfig`` + ``serve()``.
 
-Start-up order: bind HTTP, gRPC and metrics (live at once), load and warm up every model
-(then ready). Shutdown (SIGTERM/SIGINT or ``stop_event``): mark not ready, stop accepting
-connections, let in-flight requests finish, then stop the model workers.
+Start-up order: bind HTTP, gRPC and metrics (live at once), load every model and run the
+warm-up its config asks for (then ready). Shutdown (SIGTERM/SIGINT or ``stop_event``): mark not
+ready, stop accepting connections, let in-flight requests finish and their responses reach the
+clients, then stop the model workers.
 """
 
 from __future__ import annotations
@@ -18,12 +19,17 @@ import grpc
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from modelserver.admin_rest import AdminApi
 from modelserver.faults import Faults
 from modelserver.grpc_service import InferenceService, add_to_server
 from modelserver.http_server import HttpServer
+from modelserver.limits import DEFAULT_MAX_REQUEST_MEMORY, return_large_blocks_to_the_os
+from modelserver.log_settings import LogSettings
 from modelserver.metrics import ServerMetrics
 from modelserver.models import Defaults, ModelManager
 from modelserver.repository import scan_repository
+from modelserver.repository_control import RepositoryControl, check_mode
+from modelserver.response_cache import DEFAULT_CACHE_BYTES
 from modelserver.rest import RestApi
 from modelserver.session import select_providers
 
@@ -43,9 +49,13 @@ class ServerConfig:
     instances: int = 1
     intra_op_threads: int = 0  # 0: ONNX Runtime's default (one per core)
     max_request_bytes: int = 64 * 1024 * 1024
+    # What decoding one request's inputs may allocate (estimated before it does); 413 beyond.
+    max_request_memory: int = DEFAULT_MAX_REQUEST_MEMORY
     device: str = "auto"  # cpu | cuda | auto
     drain_timeout_s: float = 30.0
     faults: Faults = field(default_factory=Faults.from_env)
+    model_control_mode: str = "none"  # none | explicit (repository_control.py)
+    response_cache_bytes: int = DEFAULT_CACHE_BYTES  # for models with response_cache { enable: true }
 
 
 class StartupError(Exception):
@@ -85,6 +95,7 @@ async def serve(
     """
     stop = stop_event or asyncio.Event()
     handle = handle or ServerHandle()
+    return_large_blocks_to_the_os()
     loop = asyncio.get_running_loop()
     if install_signal_handlers:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -93,6 +104,7 @@ async def serve(
     try:
         entries = scan_repository(Path(config.model_repository))
         providers = select_providers(config.device)
+        check_mode(config.model_control_mode)
     except Exception as exc:
         raise StartupError(str(exc)) from None
     if not entries:
@@ -105,13 +117,17 @@ async def serve(
         instances=config.instances,
         intra_op_threads=config.intra_op_threads,
         providers=tuple(providers),
+        response_cache_bytes=config.response_cache_bytes,
     )
     manager = ModelManager(entries, metrics, defaults, config.faults)
     handle.manager, handle.metrics = manager, metrics
-    rest = RestApi(manager, config.max_request_bytes)
-    grpc_service = InferenceService(manager)
+    rest = RestApi(manager, config.max_request_bytes, config.max_request_memory)
+    grpc_service = InferenceService(manager, config.max_request_memory)
 
-    http_server = HttpServer(rest)
+    control = RepositoryControl(manager, Path(config.model_repository), config.model_control_mode)
+    log_settings = LogSettings()
+    grpc_service.attach(control, log_settings)
+    http_server = HttpServer(rest, AdminApi(control, log_settings))
     metrics_app = web.Application()
     metrics_app.router.add_get("/metrics", _metrics_handler(metrics))
     metrics_runner = web.AppRunner(metrics_app, access_log=None)

@@ -1,4 +1,4 @@
-"""One ONNX Runtime session per model version: signature, input checks, warm-up and run."""
+"""One ONNX Runtime session per model version: signature, input checks and run."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 
 from modelserver.datatypes import ORT_TO_V2, V2_TO_NUMPY
-from modelserver.errors import BackendError, InvalidInput, ModelRunError
+from modelserver.errors import BackendError, InvalidInput, ModelRunError, ServingError
 
 Array = npt.NDArray[Any]
 
@@ -137,17 +137,12 @@ class ModelSession:
             # values or from dynamic dims that disagree (e.g. an Add of [N,3] and [N,4]):
             # the client's fault, answered 400. Anything that is not ORT's is ours: 500.
             if type(exc).__module__.startswith("onnxruntime"):
-                raise ModelRunError(f"model '{self.name}': {exc}") from None
-            raise BackendError(f"model '{self.name}': inference failed: {exc}") from None
-        return dict(zip(names, results, strict=True))
-
-    def warmup(self) -> None:
-        """One inference on zeros (dynamic dims set to 1) before the model is declared ready."""
-        feeds: dict[str, Array] = {}
-        for s in self.inputs:
-            shape = tuple(1 if d < 0 else d for d in s.shape)
-            if s.datatype == "BYTES":
-                feeds[s.name] = np.full(shape, "", dtype=np.object_)
+                error: ServingError = ModelRunError(f"model '{self.name}': {exc}")
             else:
-                feeds[s.name] = np.zeros(shape, dtype=s.dtype)
-        self.run(feeds)
+                error = BackendError(f"model '{self.name}': inference failed: {exc}")
+        else:
+            return dict(zip(names, results, strict=True))
+        # Raised outside the except block so that ORT's exception is not its __context__: that
+        # one's traceback holds this frame's feeds, and the batch's future holds the error, a
+        # cycle that kept every failed request's arrays alive until the cyclic GC ran.
+        raise error

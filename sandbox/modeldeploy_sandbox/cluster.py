@@ -154,13 +154,17 @@ class LocalCluster:
 
     @contextlib.contextmanager
     def operator(self, namespaces: Sequence[str] | None = None, *, values: Mapping[str, Any] | None = None,
-                 server: str | None = None, env: Mapping[str, str] | None = None) -> Iterator[OperatorProcess]:
+                 server: str | None = None, env: Mapping[str, str] | None = None,
+                 peering: str | None = None, priority: int = 0) -> Iterator[OperatorProcess]:
         """The operator for ``namespaces`` (None: cluster-wide) until the block exits.
 
         ``values`` are extra chart values; ``server`` points the operator at another URL in front of the
-        apiserver (the fault-injection proxy).
+        apiserver (the fault-injection proxy); ``peering``/``priority``: one replica of several (kopf
+        peering; the KopfPeering object must exist) instead of a standalone operator.
         """
-        chart_values: dict[str, Any] = {"operator": {"logFormat": "plain"}, **(values or {})}
+        # The sandbox's Prometheus servers listen on 127.0.0.1 (any port): the chart's allow-list admits them.
+        chart_values: dict[str, Any] = {"operator": {"logFormat": "plain"},
+                                        "prometheus": {"allowedAddresses": ["http://127.0.0.1"]}, **(values or {})}
         if namespaces:
             chart_values["watchNamespaces"] = list(namespaces)
         kubeconfig = self.operator_kubeconfig(chart_values)
@@ -169,7 +173,8 @@ class LocalCluster:
             document["clusters"][0]["cluster"]["server"] = server
             kubeconfig.write_text(yaml.safe_dump(document))
         with OperatorProcess(kubeconfig, chart_values=chart_values, proxy=self.network.url, env=env,
-                             log_path=self.directory / f"operator-{time.time_ns()}.log") as process:
+                             log_path=self.directory / f"operator-{time.time_ns()}.log",
+                             peering=peering, priority=priority) as process:
             yield process
 
     def forbidden(self) -> list[str]:

@@ -80,6 +80,8 @@ class Component:
     name: str
     process: subprocess.Popen[bytes]
     log_path: Path
+    argv: tuple[str, ...] = ()
+    env: Mapping[str, str] | None = None
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -198,6 +200,26 @@ class ControlPlane:
         if self._own_directory:
             shutil.rmtree(self.directory, ignore_errors=True)
 
+    def restart(self, name: str, *, kill: bool = True, down_seconds: float = 0.0,
+                timeout: float = READY_TIMEOUT_S) -> float:
+        """End component ``name`` (SIGKILL by default, as a crash; else SIGTERM) and start it again with
+        the same command line: same ports, same etcd data. Returns the seconds until the apiserver was
+        ready again (an etcd restart is over when the apiserver can read from it)."""
+        component = self.components[name]
+        began = time.monotonic()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(component.process.pid, signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            component.process.wait(10.0)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(component.process.pid, signal.SIGKILL)
+            component.process.wait(5.0)
+        time.sleep(down_seconds)  # the outage itself: how long the component stays away
+        self._spawn(name, component.argv, component.env)
+        self._wait_healthy("kube-apiserver", self.port, "/readyz", time.monotonic() + timeout)
+        return time.monotonic() - began
+
     # ----- setup -----
 
     def _prepare(self) -> None:
@@ -229,7 +251,7 @@ class ControlPlane:
                 start_new_session=True, env={**os.environ, **(env or {})},
                 preexec_fn=_die_with_parent if threading.current_thread() is threading.main_thread() else None,
             )
-        component = Component(name, process, log_path)
+        component = Component(name, process, log_path, tuple(argv), env)
         with self._lock:
             self.components[name] = component
         return component

@@ -9,6 +9,7 @@ import os
 import subprocess
 from pathlib import Path
 
+from modeldeploy.formatting import duration
 from modeldeploy_sandbox.cluster import LocalCluster
 from modeldeploy_sandbox.controlplane import rss_bytes
 from modeldeploy_sandbox.nodes import GPU_PRODUCT_LABEL, SandboxNode
@@ -39,7 +40,7 @@ def describe_cluster(cluster: LocalCluster) -> list[str]:
     plane = cluster.control_plane
     memory = plane.rss()
     lines = [f"a real Kubernetes {cluster.version} control plane on {plane.server}, up in "
-             f"{cluster.started_seconds:.1f}s (control plane {plane.started_seconds:.1f}s; "
+             f"{duration(cluster.started_seconds)} (control plane {duration(plane.started_seconds)}; "
              f"binaries built from their Go modules, cached in {plane.binaries.directory}):"]
     for name, component in plane.components.items():
         lines.append(f"  {name:<24} {binary_version(plane.binaries.path(name)):<8} pid {component.process.pid:<7} "

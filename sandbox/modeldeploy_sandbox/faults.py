@@ -12,6 +12,7 @@ request (method, a regex searched in the path, watch or not, a regex on the User
 (``times`` left, ``probability``) answers it with its fault instead:
 
 - :func:`server_error`, :func:`conflict`, :func:`too_many_requests`: a Status error; nothing is forwarded.
+- :class:`Delay`: a slow apiserver: hold the request ``seconds``, then forward it and relay the answer.
 - :class:`Timeout`: hold the request past the client's timeout (``forward=True``: it still reaches the
   apiserver and takes effect, only the answer is lost); :attr:`Rule.abandoned` counts clients that gave up.
 - :class:`DropWatch`: relay ``after_events`` events of a watch, then cut the connection mid-stream.
@@ -80,6 +81,13 @@ class Timeout:
 
 
 @dataclasses.dataclass(frozen=True)
+class Delay:
+    """Forward the request after ``seconds``: a slow but working apiserver."""
+
+    seconds: float
+
+
+@dataclasses.dataclass(frozen=True)
 class DropWatch:
     after_events: int = 1
 
@@ -89,7 +97,7 @@ class Gone:
     pass
 
 
-Fault = Refuse | Timeout | DropWatch | Gone
+Fault = Refuse | Delay | Timeout | DropWatch | Gone
 
 
 @dataclasses.dataclass
@@ -124,6 +132,7 @@ class Seen:
     user_agent: str
     status: int
     fault: str | None
+    at: float = 0.0  # time.monotonic() when the request arrived
 
 
 def status_body(code: int, reason: str, message: str, retry_after: int | None = None) -> dict[str, Any]:
@@ -153,6 +162,7 @@ class FaultProxy:
         self._thread: threading.Thread | None = None
         self._stopping: asyncio.Event | None = None
         self._failed: BaseException | None = None
+        self._watches: set[asyncio.Transport] = set()  # the client side of each relayed watch
 
     @property
     def url(self) -> str:
@@ -170,6 +180,18 @@ class FaultProxy:
     def clear(self) -> None:
         with self._lock:
             self.rules.clear()
+
+    def drop_watches(self) -> int:
+        """Cut every watch stream open now, mid-stream (the clients then watch again, and meet the rules
+        added meanwhile); returns how many were cut."""
+        loop = self._loop
+        if loop is None:
+            return 0
+        with self._lock:
+            open_watches = list(self._watches)
+        for transport in open_watches:
+            loop.call_soon_threadsafe(transport.abort)
+        return len(open_watches)
 
     def _take(self, method: str, path: str, watch: bool, user_agent: str) -> Rule | None:
         with self._lock:
@@ -191,10 +213,10 @@ class FaultProxy:
         return [s for s in seen if (method is None or s.method == method)
                 and (path is None or re.search(path, s.path) is not None)]
 
-    def _record(self, request: web.Request, watch: bool, status: int, rule: Rule | None) -> None:
+    def _record(self, request: web.Request, watch: bool, status: int, rule: Rule | None, arrived: float) -> None:
         entry = Seen(request.method, request.path, request.query_string, watch,
                      request.headers.get("User-Agent", ""), status,
-                     type(rule.fault).__name__ if rule is not None else None)
+                     type(rule.fault).__name__ if rule is not None else None, arrived)
         with self._lock:
             self.seen.append(entry)
 
@@ -253,33 +275,37 @@ class FaultProxy:
     # ----- requests -----
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        arrived = time.monotonic()
         watch = is_watch(request.path, request.query)
         rule = self._take(request.method, request.path, watch, request.headers.get("User-Agent", ""))
         fault = rule.fault if rule is not None else None
         if isinstance(fault, Refuse):
-            self._record(request, watch, fault.code, rule)
+            self._record(request, watch, fault.code, rule, arrived)
             headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else None
             return web.json_response(status_body(fault.code, fault.reason, fault.message, fault.retry_after),
                                      status=fault.code, headers=headers)
         if isinstance(fault, Gone):
-            self._record(request, watch, 200, rule)
+            self._record(request, watch, 200, rule, arrived)
             since = request.query.get("resourceVersion", "0")
             event = {"type": "ERROR", "object": status_body(410, "Expired", f"too old resource version: {since}")}
             return web.Response(body=json.dumps(event).encode() + b"\n", content_type="application/json")
         if isinstance(fault, Timeout):
             assert rule is not None
-            return await self._hold(request, rule, fault, watch)
+            return await self._hold(request, rule, fault, watch, arrived)
+        if isinstance(fault, Delay):
+            await asyncio.sleep(fault.seconds)
         try:
-            return await self._forward(request, rule, watch)
+            return await self._forward(request, rule, watch, arrived)
         except aiohttp.ClientConnectionError as error:  # the apiserver is unreachable: as a load balancer says it
-            self._record(request, watch, 502, rule)
+            self._record(request, watch, 502, rule, arrived)
             return web.json_response(status_body(502, "ServiceUnavailable", f"fault proxy: {error}"), status=502)
 
-    async def _forward(self, request: web.Request, rule: Rule | None, watch: bool) -> web.StreamResponse:
+    async def _forward(self, request: web.Request, rule: Rule | None, watch: bool,
+                       arrived: float) -> web.StreamResponse:
         body = await request.read()
         async with self._session.request(request.method, self._target(request), headers=self._headers(request),
                                          data=body or None, allow_redirects=False) as upstream:
-            self._record(request, watch, upstream.status, rule)
+            self._record(request, watch, upstream.status, rule, arrived)
             answer = web.StreamResponse(status=upstream.status, reason=upstream.reason)
             for key, value in upstream.headers.items():
                 if key.lower() not in _HOP_BY_HOP:
@@ -302,6 +328,19 @@ class FaultProxy:
     async def _relay_watch(self, request: web.Request, upstream: aiohttp.ClientResponse,
                            answer: web.StreamResponse, fault: Fault | None) -> None:
         """One event per line, each written as soon as the apiserver sent it."""
+        transport = request.transport
+        if transport is not None:
+            with self._lock:
+                self._watches.add(transport)
+        try:
+            await self._relay_lines(request, upstream, answer, fault)
+        finally:
+            if transport is not None:
+                with self._lock:
+                    self._watches.discard(transport)
+
+    async def _relay_lines(self, request: web.Request, upstream: aiohttp.ClientResponse,
+                           answer: web.StreamResponse, fault: Fault | None) -> None:
         relayed = 0
         while True:
             if isinstance(fault, DropWatch) and relayed >= fault.after_events:
@@ -314,13 +353,14 @@ class FaultProxy:
             await answer.write(line)
             relayed += 1
 
-    async def _hold(self, request: web.Request, rule: Rule, fault: Timeout, watch: bool) -> web.StreamResponse:
+    async def _hold(self, request: web.Request, rule: Rule, fault: Timeout, watch: bool,
+                    arrived: float) -> web.StreamResponse:
         if fault.forward:  # the write takes effect; only its answer is lost
             body = await request.read()
             async with self._session.request(request.method, self._target(request), headers=self._headers(request),
                                              data=body or None, allow_redirects=False) as upstream:
                 await upstream.read()
-        self._record(request, watch, 504, rule)
+        self._record(request, watch, 504, rule, arrived)
         deadline = time.monotonic() + fault.hold
         while time.monotonic() < deadline:
             if request.transport is None or request.transport.is_closing():

@@ -23,6 +23,7 @@ and writes a pod's status only when it changed. ``close()`` stops every process.
 from __future__ import annotations
 
 import atexit
+import base64
 import contextlib
 import dataclasses
 import datetime
@@ -318,7 +319,18 @@ class Kubelet:
         self._node_of[uid] = node_name
         self._revisions[uid] = (pod["metadata"].get("labels") or {}).get("modeldeploy.dev/revision")
         self._runners[uid] = runner
+        self._mount_secrets(pod, runner)
         runner.step(now)
+
+    def _mount_secrets(self, pod: Mapping[str, Any], runner: PodRunner) -> None:
+        """Secret volumes, as a kubelet mounts them: one file per key (the data is base64 in the API)."""
+        namespace = pod["metadata"].get("namespace", "default")
+        for volume in (pod.get("spec") or {}).get("volumes") or []:
+            if "secret" not in volume:
+                continue
+            secret = self.kube.get("v1", "Secret", namespace, volume["secret"]["secretName"]) or {}
+            for key, encoded in (secret.get("data") or {}).items():
+                (runner.volumes[volume["name"]] / key).write_bytes(base64.b64decode(encoded))
 
     def _complete_deletion(self, namespace: str, name: str) -> None:
         body = {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0}

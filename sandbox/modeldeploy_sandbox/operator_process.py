@@ -6,9 +6,10 @@
 
 The command is the operator image's entrypoint (``kopf run -m modeldeploy.handlers``) with the
 arguments and environment the chart renders for ``chart_values``; only the cluster-specific parts
-change: ``--standalone`` instead of peering (one replica), loopback ports for metrics and liveness,
-``KUBECONFIG`` for the ServiceAccount token the chart's RBAC grants, and ``http_proxy`` into the
-sandbox's pod network (the operator scrapes pods by their IPs).
+change: ``--standalone`` instead of peering (one replica; ``peering="modeldeploy", priority=N`` runs
+a replica that meets its peers in that KopfPeering, as the image's entrypoint does), loopback ports
+for metrics and liveness, ``KUBECONFIG`` for the ServiceAccount token the chart's RBAC grants, and
+``http_proxy`` into the sandbox's pod network (the operator scrapes pods by their IPs).
 """
 
 from __future__ import annotations
@@ -47,8 +48,11 @@ class OperatorProcess:
         proxy: str | None = None,
         env: Mapping[str, str] | None = None,
         log_path: Path | None = None,
+        peering: str | None = None,
+        priority: int = 0,
     ) -> None:
         self.kubeconfig, self.proxy = kubeconfig, proxy
+        self.peering, self.priority = peering, priority
         self.chart_values = dict(chart_values or {})
         self.extra_env = dict(env or {})
         self.log_path = log_path or Path(tempfile.mkstemp(prefix="modeldeploy-operator-", suffix=".log")[1])
@@ -59,7 +63,9 @@ class OperatorProcess:
     def command(self) -> tuple[list[str], dict[str, str]]:
         container = chart.operator_container(self.chart_values)
         args = [str(a) for a in container.get("args") or [] if not str(a).startswith(_POD_ONLY_ARGS)]
-        argv = [sys.executable, "-m", "kopf", "run", "-m", "modeldeploy.handlers", "--standalone",
+        scope = (["--standalone"] if self.peering is None
+                 else [f"--peering={self.peering}", f"--priority={self.priority}"])
+        argv = [sys.executable, "-m", "kopf", "run", "-m", "modeldeploy.handlers", *scope,
                 f"--liveness=http://127.0.0.1:{self.liveness_port}/healthz", *args]
         env = {str(e["name"]): str(e["value"]) for e in container.get("env") or [] if "value" in e}
         env.pop("KOPF_PEERING", None)

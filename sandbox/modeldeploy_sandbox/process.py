@@ -123,6 +123,8 @@ def plan_launch(
         "TMPDIR": str(tmp),
         "LANG": "C.UTF-8",
         "PYTHONUNBUFFERED": "1",
+        # The sandbox is a test bed: MODELSERVER_FAULT_* set through runtime.env take effect here only.
+        "MODELSERVER_TEST_FAULTS": "1",
     }
     for var in container.get("env") or []:
         if "value" in var:  # valueFrom (secrets, fields) is not supported in the sandbox

@@ -202,8 +202,8 @@ class PrometheusServer:
             raise
         return self
 
-    def _launch(self) -> bool:
-        port = _free_port(self.host)
+    def _launch(self, port: int | None = None) -> bool:
+        port = port or _free_port(self.host)
         self.url = f"http://{self.host}:{port}"
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
@@ -235,6 +235,18 @@ class PrometheusServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+
+    def outage(self) -> None:
+        """Kill the server process only (an outage: the TSDB, the port and the pod discovery stay);
+        :meth:`recover` brings it back at the same URL."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def recover(self) -> None:
+        port = int(self.url.rsplit(":", 1)[1])
+        if not self._launch(port):
+            raise RuntimeError(f"prometheus did not start again on port {port}:\n{self.log_tail()}")
 
     def close(self) -> None:
         self.stop()

@@ -89,9 +89,11 @@ class Sandbox:
 
     @contextlib.contextmanager
     def run_operator(self, *, values: Mapping[str, Any] | None = None, server: str | None = None,
-                     env: Mapping[str, str] | None = None) -> Iterator[OperatorProcess]:
+                     env: Mapping[str, str] | None = None, peering: str | None = None,
+                     priority: int = 0) -> Iterator[OperatorProcess]:
         """The operator (its own process, as the chart's ServiceAccount) for this namespace."""
-        with self.cluster.operator([self.namespace], values=values, server=server, env=env) as process:
+        with self.cluster.operator([self.namespace], values=values, server=server, env=env, peering=peering,
+                                   priority=priority) as process:
             self.operator = process
             try:
                 yield process

@@ -64,8 +64,9 @@ def test_network_policies() -> None:
             "kubernetes.io/metadata.name": "modeldeploy-system"}
 
 
-def test_network_policy_off_by_default() -> None:
-    assert by_kind(render(), "NetworkPolicy") == []
+def test_network_policy_on_by_default() -> None:
+    (policy,) = by_kind(render(), "NetworkPolicy")  # the operator's; model pods' need namespaces
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
 
 
 def test_network_policy_cluster_wide_has_only_the_operators() -> None:

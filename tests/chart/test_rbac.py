@@ -12,12 +12,15 @@ Where each rule comes from (checked against the code of modeldeploy and of kopf 
   real-control-plane tests run the operator with this RBAC and that plugin on).
 * deployments get/list/watch/create/patch/delete: KubeClient.apply (GET, POST, merge PATCH),
   observe (list), _delete_revision (DELETE), kopf's on.event watch.
-* services/hpas/pdbs/httproutes get/create/patch: apply and the routers; services delete: _delete_revision.
-  Nothing lists them or deletes the other three: the garbage collector removes the children of a
-  deleted ModelDeployment (their ownerReferences), the operator does not.
-* pods get/list: observe() lists the pods of a ModelDeployment (failure classification, targets).
+* services/hpas/pdbs/httproutes get/list/watch/create/patch: apply and the routers; kopf's on.event
+  watches (a deleted child wakes its owner at once). services delete: _delete_revision; the endpoint
+  (Service or HTTPRoute), HPA and PDB are deleted when nothing serves (the first revision was rejected). The garbage
+  collector removes the children of a deleted ModelDeployment (their ownerReferences), not the operator.
+* pods get/list/watch/patch: observe() lists the pods of a ModelDeployment (failure classification,
+  targets); the service router labels the serving revisions' pods (modeldeploy.dev/traffic).
 * configmaps get: smoke-test golden inputs (gates.smokeTest.configMapRef).
-* events create: KubeClient.create_event (core/v1); kopf posts core/v1 events too (never events.k8s.io).
+* events get/create: KubeClient.create_event (core/v1); kopf posts core/v1 events too (never events.k8s.io).
+  A restarted operator GETs the Events it kept in status.recentEvents, to send the ones a crash lost.
 * kopf peering get/list/watch/patch: kopf watches the peering object and merge-patches its keep-alive;
   it never creates one (the chart does), so no `create`.
 * customresourcedefinitions get/list/watch: kopf's resource observer.
@@ -40,13 +43,13 @@ NAMESPACED_RULES: set[Rule] = {
     ("serving.modeldeploy.dev", "modeldeployments/status", frozenset({"patch"})),
     ("serving.modeldeploy.dev", "modeldeployments/finalizers", frozenset({"update"})),
     ("apps", "deployments", frozenset({"get", "list", "watch", "create", "patch", "delete"})),
-    ("", "services", frozenset({"get", "create", "patch", "delete"})),
-    ("autoscaling", "horizontalpodautoscalers", frozenset({"get", "create", "patch"})),
-    ("policy", "poddisruptionbudgets", frozenset({"get", "create", "patch"})),
-    ("gateway.networking.k8s.io", "httproutes", frozenset({"get", "create", "patch"})),
-    ("", "pods", frozenset({"get", "list", "watch"})),
+    ("", "services", frozenset({"get", "list", "watch", "create", "patch", "delete"})),
+    ("autoscaling", "horizontalpodautoscalers", frozenset({"get", "list", "watch", "create", "patch", "delete"})),
+    ("policy", "poddisruptionbudgets", frozenset({"get", "list", "watch", "create", "patch", "delete"})),
+    ("gateway.networking.k8s.io", "httproutes", frozenset({"get", "list", "watch", "create", "patch", "delete"})),
+    ("", "pods", frozenset({"get", "list", "watch", "patch"})),
     ("", "configmaps", frozenset({"get"})),
-    ("", "events", frozenset({"create"})),
+    ("", "events", frozenset({"get", "create"})),
 }
 PEERING_VERBS = frozenset({"get", "list", "watch", "patch"})
 CRD_RULE: Rule = ("apiextensions.k8s.io", "customresourcedefinitions", frozenset({"get", "list", "watch"}))

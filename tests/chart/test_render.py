@@ -72,7 +72,7 @@ def test_every_object_validates_against_kubernetes_1_30(values: dict[str, Any] |
 def test_default_render_has_exactly_the_core_objects() -> None:
     kinds = sorted(obj["kind"] for obj in render())
     assert kinds == sorted(["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment", "Service",
-                            "ClusterKopfPeering"])
+                            "ClusterKopfPeering", "NetworkPolicy"])
 
 
 def test_full_render_has_every_optional_object() -> None:

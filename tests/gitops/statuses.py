@@ -47,8 +47,9 @@ def statuses() -> dict[str, ModelDeploymentStatus]:
                                 [_digest_mismatch(new_name)], seconds=30)).status
     failed = plan(observed(None, healthy, [deployment(old, ready=2)], seconds=40,
                            problems=("spec.rollout.steps[1].weight: weights must increase",))).status
-    deadline = plan(observed(old, None, [deployment(old, ready=0)], seconds=0)).status
-    deadline = plan(observed(old, deadline, [deployment(old, ready=0)], seconds=10_000)).status
+    # A first deploy's Deployment is labelled canary until it is promoted.
+    deadline = plan(observed(old, None, [deployment(old, ready=0, role="canary")], seconds=0)).status
+    deadline = plan(observed(old, deadline, [deployment(old, ready=0, role="canary")], seconds=10_000)).status
     paused = replacing.model_copy(deep=True)
     paused.phase = "Paused"
     paused.conditions = for_phase(paused.conditions, phase="Paused", reason="Paused", message="paused by intent",

@@ -110,8 +110,9 @@ def test_prime_starts_a_fresh_interval_and_revisions_are_separate(pods: list[Fak
     assert sample is not None and sample.requests == 3
 
 
-def test_provider_for_keeps_one_direct_provider() -> None:
+def test_provider_for_keeps_one_direct_provider(monkeypatch: pytest.MonkeyPatch) -> None:
     assert provider_for(Provider()) is provider_for(Provider(type="direct"))
+    monkeypatch.setenv("MODELDEPLOY_PROMETHEUS_ADDRESSES", "http://127.0.0.1")  # the operator's allow-list
     prometheus = provider_for(Provider(type="prometheus", address="http://127.0.0.1:9"))
     assert type(prometheus).__name__ == "PrometheusProvider" and not prometheus.is_online()
 
@@ -189,3 +190,56 @@ def _status(url: str) -> int:
             return int(response.status)
     except (OSError, urllib.error.HTTPError):
         return 0
+
+
+def test_a_run_is_sampled_once_so_a_re_plan_gets_the_same_interval(pods: list[FakePod]) -> None:
+    """A status Conflict re-plans at once: the same run must not re-sample a 0.2 s interval."""
+    provider = DirectProvider()
+    pod = pods[0]
+    provider.sample(target(pod), 30, {}, run="r/0/t0")
+    pod.serve("resnet", ok=400)
+    first = provider.sample(target(pod), 30, {}, run="r/0/t1")
+    again = provider.sample(target(pod), 30, {}, run="r/0/t1")  # the re-plan after a Conflict
+    assert first is not None and again == first and first.requests == 400
+    pod.serve("resnet", ok=100)
+    assert (provider.sample(target(pod), 30, {}, run="r/0/t2") or first).requests == 100  # the next run
+
+
+def test_a_new_process_measures_from_the_baseline_status_kept(pods: list[FakePod]) -> None:
+    """The baselines go into status.analysis: a restarted operator loses no interval."""
+    before_restart = DirectProvider()
+    a, b, _ = pods
+    a.serve("resnet", ok=1000, seconds=0.004)
+    before_restart.prime(target(a, b))
+    saved = json.loads(json.dumps(before_restart.baseline(target(a, b))))  # as status stores it
+    assert set(saved) == {a.endpoint, b.endpoint}
+    a.serve("resnet", ok=300, failed=3, seconds=0.2)
+    after_restart = DirectProvider()
+    after_restart.restore(target(a, b), saved)
+    sample = after_restart.sample(target(a, b), 30, {})
+    assert sample is not None and (sample.requests, sample.failures) == (303, 3)
+    assert sample.latency_p99 is not None and sample.latency_p99 > 0.1  # +Inf bucket bound survived JSON
+    assert DirectProvider().sample(target(a, b), 30, {}) is None  # without it: an inconclusive first interval
+
+
+def test_forget_drops_a_deleted_model_deployments_baselines(pods: list[FakePod]) -> None:
+    provider = DirectProvider()
+    provider.prime(target(pods[0]))
+    other = RevisionTarget(namespace="ml", name="bert", revision="bert-00000", model="bert",
+                           endpoints=(pods[1].endpoint,))
+    provider.prime(other)
+    provider.forget("ml", "resnet")
+    assert provider.baseline(target(pods[0])) == {} and provider.baseline(other) != {}
+
+
+def test_a_deleted_revision_keeps_no_baselines(pods: list[FakePod]) -> None:
+    """The soak's RSS grew with every promoted revision until baselines of deleted ones were dropped."""
+    provider = DirectProvider()
+    old = target(pods[0])
+    new = RevisionTarget(namespace="ml", name="resnet", revision="resnet-b0000", model="resnet",
+                         endpoints=(pods[1].endpoint,))
+    provider.prime(old)
+    provider.prime(new)
+    provider.sample(old, 30, {}, run="r/0/a")
+    provider.forget_revision("ml", old.revision)
+    assert provider.baseline(old) == {} and provider.baseline(new) != {} and len(provider) == 1

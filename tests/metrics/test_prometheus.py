@@ -1,7 +1,7 @@
 """PrometheusProvider against a real Prometheus (Debian's `prometheus` package) scraping fake pods.
 
 CI installs it with `apt-get install -y --no-install-recommends prometheus`; without the
-binary these tests skip.
+binary these tests fail (tests/docs/test_ci.py checks that they do).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from modeldeploy.metrics import PrometheusProvider, RevisionTarget
+from modeldeploy.metrics import MetricsUnavailable, PrometheusProvider, RevisionTarget
 from modeldeploy_sandbox.prometheus import PrometheusServer, StaticTarget
 
 from .conftest import FakePod
@@ -86,7 +86,10 @@ def test_custom_queries(prometheus: Setup) -> None:
     queries = {
         "failures": 'sum(increase(nv_inference_request_failure{namespace="{{namespace}}",'
                     'revision="{{revision}}"}[{{interval}}]))',
-        "named": 'count(nv_inference_request_success{model="{{name}}",pod="{{revision}}-0"}) * 7',
+        "named": 'count(nv_inference_request_success{namespace="{{namespace}}",model="{{name}}",'
+                  'pod="{{revision}}-0"}) * 7',
+        # Answers 7 if sent, but does not pin the namespace: never sent (another namespace's data).
+        "elsewhere": 'count(nv_inference_request_success{model="{{name}}",pod="{{revision}}-0"}) * 7',
         "scalar": "scalar(vector(3))",
         "nan": "scalar(vector(0) / 0)",
         "empty": 'nv_inference_request_success{revision="nope"}',
@@ -97,6 +100,7 @@ def test_custom_queries(prometheus: Setup) -> None:
     failures = sample.custom["failures"]
     assert failures is not None and failures == pytest.approx(30, rel=0.25)
     assert sample.custom["named"] == 7 and sample.custom["scalar"] == 3
+    assert sample.custom["elsewhere"] is None
     assert sample.custom["nan"] is None and sample.custom["empty"] is None and sample.custom["broken"] is None
 
 
@@ -105,8 +109,9 @@ def test_unknown_revision_has_no_sample(prometheus: Setup) -> None:
     assert prometheus.provider.sample(missing, 30, {}) is None
 
 
-def test_down_prometheus_is_inconclusive(prometheus: Setup) -> None:
+def test_down_prometheus_is_unavailable_not_a_verdict(prometheus: Setup) -> None:
     # Runs last in this module: stops the shared Prometheus.
     prometheus.server.stop()
     assert not prometheus.provider.is_online()
-    assert prometheus.provider.sample(CANARY, 30, {"x": "vector(1)"}) is None
+    with pytest.raises(MetricsUnavailable, match=r"Prometheus at http://127\.0\.0\.1"):
+        prometheus.provider.sample(CANARY, 30, {"x": "vector(1)"})

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from modeldeploy.metrics import PrometheusProvider, RevisionTarget
+from modeldeploy.metrics import MetricsUnavailable, PrometheusProvider, RevisionTarget
 from modeldeploy.metrics.prometheus import builtin_queries, render_query, window
 
 TARGET = RevisionTarget("ml", "resnet", "resnet-a41d0", "resnet")
@@ -69,11 +69,14 @@ def fake() -> Iterator[tuple[PrometheusProvider, type[Misbehaving]]]:
 
 
 @pytest.mark.parametrize("mode", ["error", "garbage", "slow"])
-def test_errors_and_timeouts_are_inconclusive(fake: tuple[PrometheusProvider, type[Misbehaving]], mode: str) -> None:
+def test_errors_and_timeouts_make_metrics_unavailable(fake: tuple[PrometheusProvider, type[Misbehaving]],
+                                                      mode: str) -> None:
+    """No answer is no data, not an inconclusive interval: the analysis holds (MetricsUnavailable)."""
     provider, handler = fake
     assert provider.sample(TARGET, 30, {}) is not None
     handler.mode = mode
-    assert provider.sample(TARGET, 30, {}) is None
+    with pytest.raises(MetricsUnavailable):
+        provider.sample(TARGET, 30, {})
 
 
 def test_non_instant_results_have_no_value(fake: tuple[PrometheusProvider, type[Misbehaving]]) -> None:

@@ -91,6 +91,8 @@ def test_a_resync_with_nothing_changed_writes_nothing(
     with sb.run_operator(env={"MODELDEPLOY_RESYNC_SECONDS": "0.5"}):
         deploy(sb, resources={"requests": requests})
         wait_until(lambda: not sb.status(NAME).get("retiring"), message="nothing left to retire")
+        # Events are sent after the status that records them: wait for the last one too.
+        wait_until(lambda: "Promoted" in [e["reason"] for e in sb.events(NAME)], message="the Promoted Event")
         since = mark(cluster)
         # Three resyncs: three reads of the ModelDeployment by the operator.
         wait_until(lambda: count(operator_calls(cluster, sb.namespace, since), "get", "modeldeployments") >= 3,
@@ -133,6 +135,24 @@ def test_an_autoscaling_edit_patches_the_hpa_and_makes_no_revision(sandbox: Sand
     calls = operator_calls(cluster, sandbox.namespace, since)
     assert count(calls, "patch", "horizontalpodautoscalers") == 1
     assert [c for c in calls if c.write and c.resource == "deployments"] == []
+
+
+def test_a_deleted_child_of_any_kind_comes_back_at_once_not_at_the_resync(sandbox: Sandbox) -> None:
+    """Every owned kind is watched: the chart's resync is 120 s, each child must be back well before."""
+    revision = deploy(sandbox)["stableRevision"]
+    for api_version, kind, name in (("autoscaling/v2", "HorizontalPodAutoscaler", NAME),
+                                    ("policy/v1", "PodDisruptionBudget", NAME),
+                                    ("v1", "Service", NAME), ("v1", "Service", revision)):
+        old = sandbox.kube.get(api_version, kind, sandbox.namespace, name)
+        assert old is not None
+        sandbox.kube.delete(api_version, kind, sandbox.namespace, name)
+
+        def recreated(api_version: str = api_version, kind: str = kind, name: str = name,
+                      uid: str = old["metadata"]["uid"]) -> bool:
+            live = sandbox.kube.get(api_version, kind, sandbox.namespace, name)
+            return live is not None and live["metadata"]["uid"] != uid
+
+        wait_until(recreated, timeout=20, message=f"{kind} {name} recreated after its deletion")
 
 
 def test_deleting_it_releases_the_finalizer_and_the_garbage_collector_removes_every_child(
@@ -199,6 +219,18 @@ def test_the_operator_exports_its_own_metrics(sandbox: Sandbox) -> None:
 
     text = wait_until(promoted, timeout=10, message="the promotion counted")
     assert re.search(r'modeldeploy_reconciles_total\{result="ok"\} [1-9]', text)
-    assert 'modeldeploy_api_writes_total{kind="Deployment"} 1.0' in text
+    # Created labelled canary, relabelled stable on promotion (a stable label means "it served").
+    assert 'modeldeploy_api_writes_total{kind="Deployment"} 2.0' in text
     assert f'modeldeploy_phase{{name="{NAME}",namespace="{sandbox.namespace}",phase="Healthy"}} 1.0' in text
     assert re.search(r"modeldeploy_reconcile_duration_seconds_count [1-9]", text)
+
+
+def test_a_deleted_model_deployment_leaves_no_metric_series(sandbox: Sandbox) -> None:
+    deploy(sandbox)
+    operator = sandbox.operator
+    assert operator is not None
+    series = f'name="{NAME}",namespace="{sandbox.namespace}"'
+    assert f"modeldeploy_phase{{{series},phase=\"Healthy\"}} 1.0" in operator.metrics()
+    sandbox.kube.delete(API_VERSION, KIND, sandbox.namespace, NAME)
+    wait_until(lambda: series not in operator.metrics(), timeout=30,
+               message="the phase and weight series of the deleted ModelDeployment removed")

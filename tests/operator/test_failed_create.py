@@ -12,6 +12,7 @@ from typing import Any
 
 from modeldeploy.kubeapi import Invalid
 from modeldeploy_sandbox.sandbox import Sandbox, model_deployment
+from modeldeploy_sandbox.waiting import wait_until
 
 from .reading import condition, printed_row, warnings
 
@@ -38,6 +39,11 @@ def test_a_first_deploy_with_a_missing_runtime_class_fails_with_the_admission_me
     assert warnings(sandbox, NAME, "FailedCreate") == [stalled["message"]]
     row = printed_row(sandbox.kube, sandbox.namespace, NAME)
     assert row["Phase"] == "Failed" and row["Ready"] == "False", row
+    # Nothing serves: no endpoint, no HPA pointing at a deleted Deployment, no PDB of nothing.
+    wait_until(lambda: [kind for api, kind in (("v1", "Service"), ("autoscaling/v2", "HorizontalPodAutoscaler"),
+                                               ("policy/v1", "PodDisruptionBudget"))
+                        if sandbox.kube.get(api, kind, sandbox.namespace, NAME) is not None] == [],
+               timeout=30, message="the endpoint Service, HPA and PDB removed")
 
 
 def test_an_image_name_with_a_trailing_space_is_refused_by_pod_validation(sandbox: Sandbox) -> None:

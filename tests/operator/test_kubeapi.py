@@ -119,20 +119,17 @@ def test_crud_roundtrip(kube: KubeClient) -> None:
     assert kube.get("apps/v1", "Deployment", NAMESPACE, "crud")["metadata"]["uid"] == created["metadata"]["uid"]  # type: ignore[index]
     patched = kube.merge_patch("apps/v1", "Deployment", NAMESPACE, "crud", {"spec": {"minReadySeconds": 3}})
     assert patched["spec"]["minReadySeconds"] == 3 and patched["metadata"]["generation"] == 2
-    ops = [{"op": "replace", "path": "/spec/minReadySeconds", "value": 4}]
-    assert kube.json_patch("apps/v1", "Deployment", NAMESPACE, "crud", ops)["spec"]["minReadySeconds"] == 4
     live = kube.get("apps/v1", "Deployment", NAMESPACE, "crud")
     assert live is not None
     # Without a resourceVersion: unconditional (the deployment controller writes meanwhile).
     replaced = kube.replace({**live, "metadata": {**live["metadata"], "resourceVersion": None},
                              "spec": {**live["spec"], "minReadySeconds": 5}})
-    assert replaced["spec"]["minReadySeconds"] == 5 and replaced["metadata"]["generation"] == 4
-    status = kube.merge_patch("apps/v1", "Deployment", NAMESPACE, "crud", {"status": {"observedGeneration": 4}},
+    assert replaced["spec"]["minReadySeconds"] == 5 and replaced["metadata"]["generation"] == 3
+    status = kube.merge_patch("apps/v1", "Deployment", NAMESPACE, "crud", {"status": {"observedGeneration": 3}},
                               subresource="status")
-    assert status["status"]["observedGeneration"] == 4 and status["metadata"]["generation"] == 4
+    assert status["status"]["observedGeneration"] == 3 and status["metadata"]["generation"] == 3
     assert kube.delete("apps/v1", "Deployment", NAMESPACE, "crud") is True
     assert kube.delete("apps/v1", "Deployment", NAMESPACE, "crud") is False
-    assert kube.ensure_deleted("apps/v1", "Deployment", NAMESPACE, "crud") is False
 
 
 def test_list_with_label_selectors_fills_kind(kube: KubeClient, admin: KubeClient) -> None:
@@ -157,10 +154,6 @@ def test_errors_carry_the_server_status(kube: KubeClient) -> None:
     with pytest.raises(Conflict) as stale:
         kube.merge_patch("apps/v1", "Deployment", NAMESPACE, "err", {"metadata": {"resourceVersion": "1"}})
     assert stale.value.reason == "Conflict" and "the object has been modified" in stale.value.message
-    with pytest.raises(Invalid) as failed_test:
-        kube.json_patch("apps/v1", "Deployment", NAMESPACE, "err",
-                        [{"op": "test", "path": "/metadata/resourceVersion", "value": "0"}])
-    assert (failed_test.value.status, failed_test.value.reason) == (422, "Invalid")
     with pytest.raises(Invalid) as invalid:
         kube.create(deployment("Not_A_Name"))
     assert invalid.value.reason == "Invalid" and "metadata.name: Invalid value" in invalid.value.message
@@ -194,8 +187,6 @@ def test_merge_patch_nulls_delete_and_lists_are_replaced_whole(kube: KubeClient)
     patch = {"spec": {"template": {"spec": {"containers": [{"name": "server", "image": "img:2"}]}}}}
     patched = kube.merge_patch("apps/v1", "Deployment", NAMESPACE, "merge", patch)
     assert [c["name"] for c in patched["spec"]["template"]["spec"]["containers"]] == ["server"]
-    ops = [{"op": "add", "path": "/metadata/labels/extra", "value": "1"}]
-    assert kube.json_patch("apps/v1", "Deployment", NAMESPACE, "merge", ops)["metadata"]["labels"]["extra"] == "1"
 
 
 # ----- apply -----

@@ -37,7 +37,9 @@ def test_canonicalised_quantities_are_not_patched_again_and_again(
     deployment = sb.kube.get("apps/v1", "Deployment", sb.namespace, revision)
     assert deployment is not None
     live = deployment["spec"]["template"]["spec"]["containers"][0]["resources"]
-    assert live == {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}  # the premise
+    # The premise; ephemeral-storage is the operator's (the emptyDirs of the default 4Gi maxSize).
+    assert live == {"requests": {"cpu": "500m", "memory": "1Gi", "ephemeral-storage": "5184Mi"},
+                    "limits": {"memory": "2Gi"}}
 
     before = len(operator_requests(cluster, sb.namespace))
     reconciles = metric(resyncing_operator.metrics(), "modeldeploy_reconciles_total", result="ok")

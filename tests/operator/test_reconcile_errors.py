@@ -104,10 +104,18 @@ def test_a_bug_in_a_reconcile_stalls_with_an_event_and_the_daemon_backs_off(
     handlers.use_context(context)
 
     class Stopped:
-        """kopf's DaemonStopped, as the loop reads it: true once three reconciles ran."""
+        """kopf's DaemonStopped, as the daemon reads it: true once three reconciles ran."""
+
+        reason = None
 
         def __bool__(self) -> bool:
             return len(planned) >= 3
+
+        def is_set(self) -> bool:
+            return bool(self)
+
+        async def wait(self) -> None:  # the loop checks it between reconciles: never set here
+            await asyncio.Event().wait()
 
     daemon: Any = handlers.run_model_deployment  # kopf types it with every kwarg kopf passes
     try:

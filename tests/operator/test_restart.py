@@ -90,3 +90,27 @@ def test_a_deletion_made_while_the_operator_was_down_is_finished_by_the_next(
     calls = operator_calls(cluster, sb.namespace, since)
     assert any(c.verb == "patch" and c.resource == "modeldeployments" for c in calls), calls  # the finalizer
     assert [c for c in calls if c.verb == "delete"] == [], calls  # the garbage collector took the children
+
+
+def test_an_operator_upgrade_with_a_new_image_canaries_every_model_instead_of_rolling_the_stable(
+        bare_sandbox: Sandbox) -> None:
+    """A revision pins the images it was created with; the operator's new ones come as a new revision."""
+    sb = bare_sandbox
+    with sb.run_operator():
+        generation = sb.apply(canary(sb, 1))["metadata"]["generation"]
+        stable = sb.wait_for(NAME, lambda s: settled(s, generation), 90, "v1 Healthy")["stableRevision"]
+    before = sb.kube.get("apps/v1", "Deployment", sb.namespace, stable)
+    assert before is not None
+    upgraded = "ghcr.io/modeldeploy/modelserver:0.2.0"
+    with sb.run_operator(env={"MODELDEPLOY_MODELSERVER_IMAGE": upgraded}):
+        status = sb.wait_for(NAME, lambda s: (s.get("rollout") or {}).get("stage") == "Steps", 90,
+                             "the new template rolled out as a canary")
+        canary_revision = status["canaryRevision"]
+        assert canary_revision != stable and status["stableRevision"] == stable
+        after = sb.kube.get("apps/v1", "Deployment", sb.namespace, stable)
+        assert after is not None and after["metadata"]["generation"] == before["metadata"]["generation"]
+        assert after["spec"]["template"] == before["spec"]["template"]  # not rolling-updated in place
+        new = sb.kube.get("apps/v1", "Deployment", sb.namespace, canary_revision)
+        assert new is not None
+        images = {c["image"] for c in new["spec"]["template"]["spec"]["containers"]}
+        assert images == {upgraded}

@@ -59,22 +59,38 @@ def test_the_service_router_selects_one_revision_or_all_and_weighs_by_ready_pods
     assert service is not None and service["metadata"]["ownerReferences"][0]["uid"] == owner.uid
     assert service["spec"]["selector"] == {"modeldeploy.dev/name": NAME, "modeldeploy.dev/revision": "resnet-aaaaa"}
     assert router.get_weights() == {"resnet-aaaaa": 100}
-    assert router.set_weights({"resnet-aaaaa": 90, "resnet-bbbbb": 10}) is True
-    service = sb.kube.get("v1", "Service", sb.namespace, NAME)
-    assert service is not None and service["spec"]["selector"] == {"modeldeploy.dev/name": NAME}  # key removed
-    assert router.get_weights() == {}  # no ready pod yet: no weight to claim
-    for revision, replicas in (("resnet-aaaaa", 2), ("resnet-bbbbb", 1)):
+    # Stable a, canary b, and c: a superseded canary still running out its scale-down delay.
+    for revision, replicas in (("resnet-aaaaa", 2), ("resnet-bbbbb", 1), ("resnet-ccccc", 1)):
         operator_kube.create(render_deployment(
             spec, name=NAME, namespace=sb.namespace, revision=revision, spec_hash=spec_hash(spec),
             role="stable", replicas=replicas, owner=owner, images=RuntimeImages()))
 
-    def ready_endpoints() -> int:
-        slices = admin.list("discovery.k8s.io/v1", "EndpointSlice", sb.namespace, {"kubernetes.io/service-name": NAME})
-        return sum(1 for s in slices for e in s.get("endpoints") or [] if e["conditions"].get("ready"))
+    def ready_pods() -> dict[str, str]:
+        pods = admin.list("v1", "Pod", sb.namespace, {"modeldeploy.dev/name": NAME})
+        return {pod["metadata"]["name"]: pod["metadata"]["labels"]["modeldeploy.dev/revision"] for pod in pods
+                if any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", []))}
 
-    wait_until(lambda: ready_endpoints() == 3, timeout=90, message="3 ready endpoints behind the Service")
-    wait_until(lambda: router.get_weights() == {"resnet-aaaaa": 67, "resnet-bbbbb": 33}, timeout=30,
-               message=f"weights by ready replicas: {router.get_weights()}")
+    def endpoint_revisions() -> list[str]:
+        slices = admin.list("discovery.k8s.io/v1", "EndpointSlice", sb.namespace, {"kubernetes.io/service-name": NAME})
+        pods = ready_pods()
+        return sorted(pods.get(e["targetRef"]["name"], "?") for s in slices for e in s.get("endpoints") or []
+                      if e["conditions"].get("ready"))
+
+    wait_until(lambda: len(ready_pods()) == 4, timeout=90, message="4 ready pods")
+    assert router.set_weights({"resnet-aaaaa": 90, "resnet-bbbbb": 10}) is True
+    service = sb.kube.get("v1", "Service", sb.namespace, NAME)
+    assert service is not None and service["spec"]["selector"] == {
+        "modeldeploy.dev/name": NAME, "modeldeploy.dev/traffic": "serving"}  # the revision key removed
+    assert router.set_weights({"resnet-aaaaa": 90, "resnet-bbbbb": 10}) is False
+    # Only the serving revisions get traffic: c's pod runs on, but is no endpoint.
+    wanted = ["resnet-aaaaa", "resnet-aaaaa", "resnet-bbbbb"]
+    wait_until(lambda: endpoint_revisions() == wanted, timeout=30,
+               message=f"only a and b behind the Service: {endpoint_revisions()}")
+    assert router.get_weights() == {"resnet-aaaaa": 67, "resnet-bbbbb": 33}
+    assert router.set_weights({"resnet-bbbbb": 100}) is True
+    wait_until(lambda: endpoint_revisions() == ["resnet-bbbbb"], timeout=30, message="b alone")
+    pods = admin.list("v1", "Pod", sb.namespace, {"modeldeploy.dev/name": NAME})
+    assert not [pod for pod in pods if "modeldeploy.dev/traffic" in pod["metadata"]["labels"]]
 
 
 def test_the_gateway_router_writes_weighted_backend_refs_the_real_crd_accepts(
@@ -84,7 +100,6 @@ def test_the_gateway_router_writes_weighted_backend_refs_the_real_crd_accepts(
         "parentRefs": [{"name": "public", "namespace": "gateways"}], "hostnames": ["resnet.example"]})
     router = router_for(RouterTarget(operator_kube, owner, spec))
     assert isinstance(router, GatewayRouter)
-    assert router.reconcile() is True and router.reconcile() is False
     assert router.set_weights({"resnet-aaaaa": 90, "resnet-bbbbb": 10}) is True
     assert router.set_weights({"resnet-aaaaa": 90, "resnet-bbbbb": 10}) is False  # against the defaulted route
     route = sb.kube.get(HTTPROUTE, "HTTPRoute", sb.namespace, NAME)

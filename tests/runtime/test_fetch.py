@@ -40,6 +40,7 @@ class Served:
     counts: dict[str, int] = field(default_factory=dict)
     stop_stalling: threading.Event = field(default_factory=threading.Event)
     base: str = ""
+    server_errors: list[BaseException | None] = field(default_factory=list)  # raised in handler threads
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -111,14 +112,29 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    """Keeps its handler threads' errors instead of printing them: a misbehaving path (truncate, stall)
+    may see the client hang up, and socketserver's default traceback on sys.stderr would land in the
+    capsys output that the tests read as `modelserver fetch`'s own (the flaky "Traceback" in err)."""
+
+    daemon_threads = False  # server_close() joins every handler: none outlives its test
+    block_on_close = True
+
+    def __init__(self, handler: type[_Handler], served: Served) -> None:
+        super().__init__(("127.0.0.1", 0), handler)
+        self.served = served
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        self.served.server_errors.append(sys.exc_info()[1])
+
+
 @pytest.fixture
 def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[Served]:
     for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
         monkeypatch.delenv(var, raising=False)  # loopback only, never through a proxy
     served = Served()
     handler = type("Handler", (_Handler,), {"served": served})
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    httpd.daemon_threads = True
+    httpd = _Server(handler, served)
     served.base = f"http://127.0.0.1:{httpd.server_address[1]}"
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
@@ -126,6 +142,9 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[Served]:
     served.stop_stalling.set()
     httpd.shutdown()
     httpd.server_close()
+    # Only a client hanging up on a deliberately misbehaving response is an expected server-side error.
+    unexpected = [exc for exc in served.server_errors if not isinstance(exc, ConnectionError | TimeoutError)]
+    assert unexpected == [], f"the test server itself failed: {unexpected!r}"
 
 
 # --------------------------------------------------------------------------- helpers
@@ -476,18 +495,16 @@ def test_directory_is_not_a_model(tmp_path: Path, cli: Any) -> None:
     assert "directory" in result.err
 
 
-def test_unwritable_repository(model_file: Path, tmp_path: Path, cli: Any) -> None:
-    repo = tmp_path / "ro"
-    repo.mkdir()
-    repo.chmod(0o555)
-    try:
-        if os.access(repo, os.W_OK):
-            pytest.skip("running as root: permissions are not enforced")
-        result = cli(str(model_file), "--digest", GOOD, "--into", str(repo), "--model", "m")
-        assert result.code == fetch.EXIT_WRITE
-        assert_one_line_error(result, "RepositoryWriteFailed")
-    finally:
-        repo.chmod(0o755)
+def test_unwritable_repository(model_file: Path, cli: Any) -> None:
+    # A directory that exists but refuses new entries for every uid: root bypasses a chmod 0555 (CI runs
+    # as root), but not sysfs, whose top level no process may create anything in.
+    repo = Path("/sys")
+    assert repo.is_dir() and not any(p.name.startswith(fetch.STAGING_PREFIX) for p in repo.iterdir())
+    result = cli(str(model_file), "--digest", GOOD, "--into", str(repo), "--model", "m")
+    assert result.code == fetch.EXIT_WRITE
+    assert_one_line_error(result, "RepositoryWriteFailed")
+    assert "cannot write into model repository /sys" in result.err
+    assert not (repo / "m").exists()
 
 
 def test_repository_path_is_a_file(model_file: Path, tmp_path: Path, cli: Any) -> None:

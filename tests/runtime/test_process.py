@@ -49,7 +49,9 @@ def start(repo: Path, env: dict[str, str] | None = None) -> tuple[subprocess.Pop
         "--http-port", str(http_port), "--grpc-port", str(grpc_port), "--metrics-port", str(metrics_port),
         "--intra-op-threads", "1", "--drain-timeout", "10",
     ]  # fmt: skip
-    proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stderr=subprocess.PIPE, text=True)
+    # Fault injection takes effect only with the test-only flag (modelserver.faults).
+    proc = subprocess.Popen(cmd, env={**os.environ, "MODELSERVER_TEST_FAULTS": "1", **(env or {})},
+                            stderr=subprocess.PIPE, text=True)
     return proc, http_port, grpc_port
 
 
@@ -190,18 +192,25 @@ def test_injected_errors_and_latency(small_repo: Path) -> None:
 
 
 def test_not_ready_until_warmed_up(small_repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from modelserver import models
     from modelserver.session import ModelSession
+    from modelserver.warmup import WarmupSample
 
+    (small_repo / "fixed" / "config.pbtxt").write_text(
+        'model_warmup [{ name: "zeros" batch_size: 1 inputs { key: "X" value: '
+        "{ data_type: TYPE_FP32 dims: [2, 3] zero_data: true } } }]\n"
+    )
     warmed = threading.Event()
     release = threading.Event()
-    original = ModelSession.warmup
+    original = models.run_warmup
 
-    def slow_warmup(self: ModelSession) -> None:
+    def slow_warmup(session: ModelSession, samples: list[WarmupSample]) -> None:
         release.wait(10)  # hold the warm-up until the test has looked at readiness
-        original(self)
+        original(session, samples)
+        assert [s.name for s in samples] == ["zeros"]
         warmed.set()
 
-    monkeypatch.setattr(ModelSession, "warmup", slow_warmup)
+    monkeypatch.setattr(models, "run_warmup", slow_warmup)
     config = ServerConfig(model_repository=small_repo, host="127.0.0.1", http_port=0, grpc_port=0, metrics_port=0)
     srv = ThreadedServer(config)
     srv.thread.start()

@@ -93,6 +93,7 @@ def test_device_selection() -> None:
 def test_faults_from_env() -> None:
     f = Faults.from_env(
         {
+            "MODELSERVER_TEST_FAULTS": "1",
             "MODELSERVER_FAULT_LATENCY_MS": "25",
             "MODELSERVER_FAULT_ERROR_RATE": "1.5",
             "MODELSERVER_FAULT_LOAD_FAIL": "1",
@@ -107,7 +108,7 @@ def test_metrics_exposition_uses_triton_names() -> None:
     st_ = m.stats("m", 3)
     st_.observe_success(2_000_000, batch=4)  # 2 ms
     st_.observe_failure("REJECTED", 1_000)
-    st_.observe_execution(queue_ns=5_000, compute_ns=1_500_000)
+    st_.observe_execution(queue_ns=5_000, compute_ns=1_500_000, batch_size=4)  # inference_count: executed samples
     text = m.exposition().decode()
     assert "# TYPE nv_inference_request_success counter" in text
     assert "_total" not in text

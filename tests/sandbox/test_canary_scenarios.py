@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from modeldeploy.cli.kubectl import send_intent
 from modeldeploy_sandbox.artifacts import Artifact
 from modeldeploy_sandbox.cluster import LocalCluster
 from modeldeploy_sandbox.sandbox import Sandbox, model_deployment
@@ -147,7 +148,7 @@ def test_a_signature_change_fails_the_gate_before_any_traffic(sandbox: Sandbox) 
     assert report.revisions() == {stable}, report
 
 
-def test_low_traffic_is_inconclusive_until_there_are_enough_samples(sandbox: Sandbox) -> None:
+def test_low_traffic_is_inconclusive_pauses_the_rollout_and_a_resume_with_traffic_promotes(sandbox: Sandbox) -> None:
     deploy_stable(sandbox)
     with sandbox.loadgen(NAME, rate=2, duration=120) as trickle:
         sandbox.apply(canary_manifest(sandbox.artifacts.linear("resnet/2/model.onnx", seed=2)))
@@ -157,14 +158,19 @@ def test_low_traffic_is_inconclusive_until_there_are_enough_samples(sandbox: San
         def undecided() -> dict[str, Any] | None:
             status = sandbox.status(NAME)
             analysis = status.get("analysis") or {}
-            return status if (status.get("phase") == "Progressing" and status["rollout"]["step"] == 0
+            return status if (status.get("phase") in ("Progressing", "Paused") and status["rollout"]["step"] == 0
                               and analysis.get("verdict") == "Inconclusive" and analysis.get("passedIntervals") == 0
                               and not status.get("rejectedRevisions")) else None
 
+        # inconclusiveLimit (3) intervals in a row: paused for a person, neither promoted nor rolled back.
+        paused = sandbox.wait_for(NAME, lambda s: s.get("phase") == "Paused", 30, "paused as inconclusive")
+        assert paused["rollout"]["pausedReason"] == "AnalysisInconclusive"
+        assert "AnalysisInconclusive" in [e["reason"] for e in sandbox.events(NAME)]
         # Several intervals and both pauses' worth of time: still nothing decided, either way.
         holds(undecided, 6.0, message="an undecided canary under low traffic")
         trickle.stop()
-    with sandbox.loadgen(NAME, rate=60, duration=120):  # enough traffic: it now goes through
+    with sandbox.loadgen(NAME, rate=60, duration=120):  # enough traffic, and a person resumes it
+        send_intent(sandbox.kube, sandbox.namespace, NAME, "resume")
         sandbox.wait_for(NAME, lambda s: s.get("phase") == "Healthy", 60, "promotion")
 
 

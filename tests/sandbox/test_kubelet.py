@@ -278,7 +278,9 @@ def test_close_kills_every_process(cluster: LocalCluster, bare_sandbox: Sandbox,
     """A second kubelet with a node of its own (tainted, so only this test's pod goes there)."""
     sb, admin = bare_sandbox, cluster.admin
     taint = {"key": "modeldeploy.dev/test", "value": "close", "effect": "NoSchedule"}
-    node = SandboxNode("close-test-1", "10.240.0.31", {"cpu": "4", "memory": "8Gi", "pods": "10"}, taints=(taint,))
+    # ephemeral-storage: model pods request their emptyDirs' size (render/storage.py).
+    node = SandboxNode("close-test-1", "10.240.0.31",
+                       {"cpu": "4", "memory": "8Gi", "pods": "10", "ephemeral-storage": "20Gi"}, taints=(taint,))
     client = cluster.control_plane.client(timeout=10.0)
     kubelet = Kubelet(client, [node], kubelet_version=cluster.version).start()
     try:

@@ -194,6 +194,6 @@ def test_the_crash_fault_is_parsed_but_armed_only_from_the_process_environment()
     from modelserver.faults import Faults
 
     before = threading.active_count()
-    faults = Faults.from_env({"MODELSERVER_FAULT_CRASH_AFTER_S": "0.5"})
+    faults = Faults.from_env({"MODELSERVER_TEST_FAULTS": "1", "MODELSERVER_FAULT_CRASH_AFTER_S": "0.5"})
     assert faults.crash_after_s == 0.5 and not faults.active
     assert threading.active_count() == before  # no timer: this test process must live on

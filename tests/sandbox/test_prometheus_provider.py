@@ -3,7 +3,7 @@
 relabelling of docs/analysis.md) and scrapes their pod IPs through the sandbox's pod network.
 
 CI installs it with `apt-get install -y --no-install-recommends prometheus`; without the
-binary these tests skip.
+binary these tests fail (tests/docs/test_ci.py checks that they do).
 """
 
 from __future__ import annotations

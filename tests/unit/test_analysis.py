@@ -44,13 +44,13 @@ def test_regression_fails_with_a_readable_reason() -> None:
     result = analyse(ANALYSIS, sample(512, 50), sample(498, 0))
     assert result.verdict == "Fail"
     assert result.failed is not None and result.failed.name == "successRate"
-    assert "successRate 0.9023 < min 0.99 (stable 1, n=512/498, p=" in result.failed.message
-    assert "maxDrop 0.005" in result.failed.message
+    assert "successRate 90.23% < min 99.00% (stable 100.00%, n=512/498, p=" in result.failed.message
+    assert "maxDrop 0.50%" in result.failed.message
 
 
 def test_latency_bounds_compare_values_directly() -> None:
     slow = analyse(ANALYSIS, sample(p99=0.3), sample(p99=0.28))
-    assert by_name(slow)["latencyP99"] == "Fail" and "> max 0.25" in slow.checks[1].message
+    assert by_name(slow)["latencyP99"] == "Fail" and "300.0ms > max 250.0ms (stable 280.0ms" in slow.checks[1].message
     ratio = analyse(ANALYSIS, sample(p99=0.2), sample(p99=0.1))
     assert by_name(ratio)["latencyP99"] == "Fail" and "2x stable > maxRatio 1.2" in ratio.checks[1].message
     assert by_name(analyse(ANALYSIS, sample(p99=0.11), sample(p99=0.1)))["latencyP99"] == "Pass"

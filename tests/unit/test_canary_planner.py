@@ -2,74 +2,29 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modeldeploy.api import ModelDeploymentSpec, ModelDeploymentStatus
 from modeldeploy.api.status import Intent
-from modeldeploy.rollout import AnalysisSamples, GateResult, Observed, Plan, needs, plan
-from modeldeploy.rollout.analysis import RevisionSample
+from modeldeploy.rollout import AnalysisSamples, GateResult, needs, plan
 
-from .planner_fixtures import deployment, observed, revision_of, spec_dict
-
-GOOD = RevisionSample(requests=500, failures=0, latency_p99=0.05, latency_mean=0.02, queue_time_mean=0.001)
-BAD = RevisionSample(requests=500, failures=60, latency_p99=0.05, latency_mean=0.02, queue_time_mean=0.001)
-FEW = RevisionSample(requests=20, failures=0, latency_p99=0.05, latency_mean=0.02, queue_time_mean=0.001)
-STEPS = [{"weight": 10, "pause": "20s"}, {"weight": 50, "pause": "20s"}]
-
-
-def retiring(result: Plan) -> set[str]:
-    return {entry.revision for entry in result.status.retiring}
-
-
-def canary_spec(uri: str = "https://models.example/resnet/2/model.onnx", **rollout: Any) -> ModelDeploymentSpec:
-    settings_: dict[str, Any] = {"strategy": "canary", "steps": STEPS, "progressDeadlineSeconds": 600,
-                                 "analysis": {"interval": "10s", "failureLimit": 2, "minSamples": 200}}
-    settings_.update(rollout)
-    body = spec_dict(uri)
-    body["rollout"] = settings_
-    body["autoscaling"] = {"minReplicas": 4, "maxReplicas": 8}
-    return ModelDeploymentSpec.model_validate(body)
-
-
-OLD = canary_spec("https://models.example/resnet/1/model.onnx")
-NEW = canary_spec()
-OLD_NAME, _ = revision_of(OLD)
-NEW_NAME, _ = revision_of(NEW)
-
-
-class World:
-    """Drives the planner like the reconciler would, with the cluster's answers supplied by the test."""
-
-    def __init__(self) -> None:
-        first = plan(observed(OLD, None, [deployment(OLD, replicas=4, ready=4)]))
-        assert first.status.stable_revision == OLD_NAME
-        self.status: ModelDeploymentStatus = first.status
-        self.clock = 0.0
-        self.canary_ready = 0
-        self.canary_replicas: int | None = None
-        self.last: Plan = first
-
-    def observe(self, **inputs: Any) -> Observed:
-        children = [deployment(OLD, replicas=4, ready=4)]
-        if self.canary_replicas is not None:
-            children.append(deployment(NEW, replicas=self.canary_replicas, ready=min(self.canary_ready,
-                                                                                     self.canary_replicas)))
-        return replace(observed(NEW, self.status, children, seconds=self.clock), **inputs)
-
-    def step(self, seconds: float = 0.0, **inputs: Any) -> Plan:
-        self.clock += seconds
-        result = plan(self.observe(**inputs))
-        assert plan(self.observe(**inputs)) == result  # deterministic
-        self.status = result.status
-        wanted = {r.revision: r.replicas for r in result.revisions}
-        self.canary_replicas = wanted.get(NEW_NAME) if NEW_NAME in wanted else (
-            None if NEW_NAME in result.delete_revisions else self.canary_replicas)
-        self.last = result
-        return result
+from .canary_world import (
+    BAD,
+    FEW,
+    GOOD,
+    NEW,
+    NEW_NAME,
+    OLD,
+    OLD_NAME,
+    STEPS,
+    World,
+    canary_spec,
+    retiring,
+    to_first_step,
+)
+from .planner_fixtures import deployment, observed, revision_of
 
 
 def test_canary_starts_with_one_pod_and_no_traffic() -> None:
@@ -97,15 +52,9 @@ def test_a_failed_gate_rolls_back_before_any_traffic() -> None:
     assert "FP16" in result.status.rejected_revisions[-1].message
 
 
-def _to_first_step(world: World) -> Plan:
-    world.step(1)
-    world.canary_ready = 1
-    return world.step(1, gates=GateResult(True, "signature matches"))
-
-
 def test_steps_analysis_and_promotion() -> None:
     world = World()
-    entered = _to_first_step(world)
+    entered = to_first_step(world)
     assert entered.status.rollout is not None and entered.status.rollout.stage == "Steps"
     assert entered.weights == {OLD_NAME: 90, NEW_NAME: 10} and world.canary_replicas == 1  # ceil(4 x 10%)
     assert entered.prime_metrics is True
@@ -132,7 +81,7 @@ def test_steps_analysis_and_promotion() -> None:
 
 def test_failure_limit_consecutive_failed_intervals_roll_back_with_the_values() -> None:
     world = World()
-    _to_first_step(world)
+    to_first_step(world)
     once = world.step(10, samples=AnalysisSamples(BAD, GOOD))
     assert once.status.phase == "Progressing" and once.status.analysis is not None
     assert once.status.analysis.consecutive_failures == 1
@@ -146,17 +95,23 @@ def test_failure_limit_consecutive_failed_intervals_roll_back_with_the_values() 
 
 def test_low_traffic_is_inconclusive_and_neither_promotes_nor_rolls_back() -> None:
     world = World()
-    _to_first_step(world)
-    for _ in range(10):
+    to_first_step(world)
+    for _ in range(2):  # below inconclusiveLimit (3)
         result = world.step(10, samples=AnalysisSamples(FEW, FEW))
         assert result.status.phase == "Progressing"
         assert result.status.analysis is not None and result.status.analysis.verdict == "Inconclusive"
         assert result.status.rollout is not None and result.status.rollout.step == 0
+    paused = world.step(10, samples=AnalysisSamples(FEW, FEW))
+    assert paused.status.phase == "Paused" and paused.weights == {OLD_NAME: 90, NEW_NAME: 10}
+    assert [event.reason for event in paused.events] == ["AnalysisInconclusive"]
+    assert paused.status.rollout is not None and paused.status.rollout.paused_reason == "AnalysisInconclusive"
+    still = world.step(1000)  # a paused rollout never runs into its deadline
+    assert still.status.phase == "Paused" and not still.events
 
 
 def test_pause_resume_abort_and_promote_intents() -> None:
     world = World()
-    _to_first_step(world)
+    to_first_step(world)
     world.status = world.status.model_copy(update={"intent": Intent(action="pause")})
     paused = world.step(1)
     assert paused.status.phase == "Paused" and paused.status.intent is None
@@ -175,7 +130,7 @@ def test_pause_resume_abort_and_promote_intents() -> None:
 
 def test_abort_rolls_back_as_aborted() -> None:
     world = World()
-    _to_first_step(world)
+    to_first_step(world)
     world.status = world.status.model_copy(update={"intent": Intent(action="abort")})
     result = world.step(1)
     assert result.status.phase == "RolledBack" and result.weights == {OLD_NAME: 100}
@@ -225,7 +180,7 @@ def test_invariants_hold_for_any_sequence_of_events(events: list[tuple[str, int]
 
 def test_a_canary_superseded_mid_rollout_retires_instead_of_vanishing() -> None:
     world = World()
-    _to_first_step(world)
+    to_first_step(world)
     newer = canary_spec("https://models.example/resnet/3/model.onnx")
     newer_name, _ = revision_of(newer)
     children = [deployment(OLD, replicas=4, ready=4), deployment(NEW, replicas=1, ready=1)]

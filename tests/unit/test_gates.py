@@ -28,3 +28,22 @@ def test_outputs_within_tolerance_pass_and_beyond_fail() -> None:
     assert output_differences(close, stable, 1e-3) == []
     assert output_differences(far, stable, 1e-3) == ["output 'y' differs from stable by 0.1 > tolerance 0.001"]
     assert output_differences({"outputs": []}, stable, 1e-3) == ["outputs [] != stable ['y']"]
+
+
+def test_a_malformed_golden_request_says_what_is_wrong_with_it() -> None:
+    import pytest
+
+    from modeldeploy.gates import BadGoldenRequest, golden_request
+
+    good = '{"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]}]}'
+    assert golden_request("golden", "a.json", good)["inputs"][0]["name"] == "x"
+    cases = {
+        '{"inputs": [': "ConfigMap golden key k is not JSON: Expecting value: line 1 column 13",
+        "[1, 2]": "must be a JSON object (an inference request), not list",
+        '{"input": []}': 'needs "inputs": a non-empty list of tensors',
+        '{"inputs": [{"name": "x", "data": [1]}]}': "inputs[0] lacks shape, datatype",
+    }
+    for text, expected in cases.items():
+        with pytest.raises(BadGoldenRequest) as error:
+            golden_request("golden", "k", text)
+        assert expected in str(error.value), str(error.value)

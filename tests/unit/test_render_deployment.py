@@ -139,8 +139,9 @@ def test_security_context(kind: str, uid: int, render_spec: SpecFactory, render_
             "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
             "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
     volumes = {volume["name"]: volume for volume in spec["volumes"]}
-    assert volumes["model-repository"] == {"name": "model-repository", "emptyDir": {}}
-    assert volumes["tmp"] == {"name": "tmp", "emptyDir": {}}
+    # Bounded by the model's maxSize (default 4Gi) plus 64Mi of headroom; /tmp by 1Gi.
+    assert volumes["model-repository"] == {"name": "model-repository", "emptyDir": {"sizeLimit": "4160Mi"}}
+    assert volumes["tmp"] == {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}
     mounts = {mount["mountPath"]: mount for mount in server(deployment)["volumeMounts"]}
     assert mounts["/models"]["readOnly"] is True and "/tmp" in mounts
 
@@ -153,10 +154,10 @@ def test_fetch_init_container(render_spec: SpecFactory, render_owner: Owner,
     assert container["image"] == render_images.modelserver  # CPU image, never the override
     assert container["args"] == ["fetch", "https://models.example.com/resnet/1/model.onnx", "--into", "/models",
                                  "--model", "resnet50", "--version", "3", "--format", "onnx",
-                                 "--digest", DIGEST]
+                                 "--digest", DIGEST, "--max-bytes", str(4 * 2**30)]
     assert {"name": "model-repository", "mountPath": "/models"} in container["volumeMounts"]
-    # The server's cpu/memory (no extra pod capacity), never its GPUs.
-    assert container["resources"] == {"requests": {"cpu": "1", "memory": "2Gi"}}
+    # The server's cpu/memory (no extra pod capacity), never its GPUs; the emptyDirs' ephemeral storage.
+    assert container["resources"] == {"requests": {"ephemeral-storage": "5184Mi", "cpu": "1", "memory": "2Gi"}}
 
 
 def test_fetch_unverified_defaults_model_name_to_resource_name(render_spec: SpecFactory, render_owner: Owner,
@@ -164,7 +165,7 @@ def test_fetch_unverified_defaults_model_name_to_resource_name(render_spec: Spec
     spec = render_spec({"model": {"digest": None, "allowUnverified": True}})
     args = fetch(render(spec, render_owner, render_images))["args"]
     assert args[args.index("--model") + 1] == "resnet"
-    assert args[-1] == "--allow-unverified" and "--digest" not in args
+    assert "--allow-unverified" in args and "--digest" not in args
 
 
 def test_pvc_uri_mounts_the_claim_read_only(render_spec: SpecFactory, render_owner: Owner,
@@ -194,7 +195,7 @@ def test_onnx_cpu_server(render_spec: SpecFactory, render_owner: Owner, render_i
         {"name": "http", "containerPort": 8000, "protocol": "TCP"},
         {"name": "grpc", "containerPort": 8001, "protocol": "TCP"},
         {"name": "metrics", "containerPort": 8002, "protocol": "TCP"}]
-    assert container["resources"] == {"requests": {"cpu": "1", "memory": "2Gi"}}
+    assert container["resources"] == {"requests": {"ephemeral-storage": "5184Mi", "cpu": "1", "memory": "2Gi"}}
 
 
 def test_onnx_gpu_server_with_batching(render_spec: SpecFactory, render_owner: Owner,
@@ -207,7 +208,7 @@ def test_onnx_gpu_server_with_batching(render_spec: SpecFactory, render_owner: O
     assert container["args"][-6:] == ["--device", "cuda", "--max-batch-size", "32",
                                       "--max-queue-delay-us", "2000"]
     assert container["resources"] == {
-        "requests": {"cpu": "1", "memory": "2Gi", "nvidia.com/mig-1g.10gb": "2"},
+        "requests": {"ephemeral-storage": "5184Mi", "cpu": "1", "memory": "2Gi", "nvidia.com/mig-1g.10gb": "2"},
         "limits": {"memory": "4Gi", "nvidia.com/mig-1g.10gb": "2"}}
 
 

@@ -36,3 +36,20 @@ def test_deployments_and_pods_wake_on_readiness_and_container_state_only() -> No
     assert wake.changed("Pod", None, pod, pod_fingerprint(pod)) is True
     assert wake.changed("Pod", "MODIFIED", crashed, pod_fingerprint(crashed)) is True
     assert wake.changed("Pod", "MODIFIED", crashed, pod_fingerprint(crashed)) is False
+
+
+def test_a_deleted_model_deployment_leaves_no_fingerprints() -> None:
+    from modeldeploy.wakeups import WakeFilter, child_fingerprint
+
+    wake = WakeFilter()
+    labels = {"modeldeploy.dev/name": "resnet"}
+    children = [{"kind": kind, "metadata": {"namespace": "ml", "name": name, "labels": labels}, "spec": {}}
+                for kind, name in (("Service", "resnet"), ("HorizontalPodAutoscaler", "resnet"))]
+    other = {"kind": "Service", "metadata": {"namespace": "ml", "name": "bert", "labels": {
+        "modeldeploy.dev/name": "bert"}}, "spec": {}}
+    for body in [*children, other]:
+        assert wake.changed(str(body["kind"]), "ADDED", body, child_fingerprint(body))
+    assert wake.changed("ModelDeployment", "ADDED", {"metadata": {"namespace": "ml", "name": "resnet"}}, (1,))
+    assert len(wake) == 4
+    wake.forget("ml", "resnet")
+    assert len(wake) == 1  # only bert's Service

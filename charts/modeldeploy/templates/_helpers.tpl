@@ -34,7 +34,45 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 
 {{- define "modeldeploy.image" -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- $image := printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" $image .Values.image.digest -}}
+{{- else -}}
+{{- $image -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A runtime image, pinned by digest when one is given: (list "image:tag" "sha256:..."). A tag can
+be moved to other content; a digest cannot. */}}
+{{- define "modeldeploy.pinnedImage" -}}
+{{- $image := index . 0 -}}
+{{- $digest := index . 1 -}}
+{{- if $digest -}}
+{{- printf "%s@%s" $image $digest -}}
+{{- else -}}
+{{- $image -}}
+{{- end -}}
+{{- end -}}
+
+{{/* CIDRs of the API server for the operator's egress: the values, else the `kubernetes` Service's
+endpoints looked up at install time; else (helm template, GitOps renderers) any address, on the API
+server ports only. */}}
+{{- define "modeldeploy.apiServerCidrs" -}}
+{{- $cidrs := list -}}
+{{- if .Values.networkPolicy.apiServer.cidrs -}}
+{{- $cidrs = .Values.networkPolicy.apiServer.cidrs -}}
+{{- else -}}
+{{- $endpoints := lookup "v1" "Endpoints" "default" "kubernetes" -}}
+{{- range ($endpoints.subsets | default list) -}}
+{{- range (.addresses | default list) -}}
+{{- $cidrs = append $cidrs (printf "%s/%s" .ip (ternary "128" "32" (contains ":" .ip))) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if not $cidrs -}}
+{{- $cidrs = list "0.0.0.0/0" "::/0" -}}
+{{- end -}}
+{{- toJson $cidrs -}}
 {{- end -}}
 
 {{/*
@@ -42,9 +80,10 @@ What the operator calls in the namespaces it serves -- exactly, nothing more (se
   ModelDeployments: kopf lists/watches them and patches finalizers and its annotations; the
   reconciler GETs them (the main resource) and merge-patches the status subresource -- it never
   GETs or PUTs /status, so `patch` is the only status verb.
-  Children: get (apply reads first), list (observe, delete_children), create, merge-patch, delete.
-  Deployments are also watched (kopf wakes the owner when a child Deployment changes).
-  Pods: listed to classify failures and find analysis targets. ConfigMaps: smoke-test golden inputs.
+  Children: get (apply reads first), create, merge-patch, delete; every owned kind is also listed
+  and watched (kopf wakes the owner when a child changes or is deleted).
+  Pods: listed to classify failures and find analysis targets, and patched by the service router
+  (the modeldeploy.dev/traffic label on serving revisions' pods). ConfigMaps: smoke-test golden inputs.
   Events: core/v1 create (the operator's own; kopf's posting uses core/v1 too).
 */}}
 {{- define "modeldeploy.namespacedRules" -}}
@@ -64,25 +103,25 @@ What the operator calls in the namespaces it serves -- exactly, nothing more (se
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["get", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
-  verbs: ["get", "create", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
-  verbs: ["get", "create", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["gateway.networking.k8s.io"]
   resources: ["httproutes"]
-  verbs: ["get", "create", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["get", "list", "watch", "patch"]
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["get"]
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create"]
+  verbs: ["get", "create"]
 {{- end -}}
 
 {{/* kopf's own needs: peering keep-alives (kopf patches the peering object, never creates it)

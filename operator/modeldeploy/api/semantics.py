@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from .promql_scope import template_problems
 from .spec import Check, ModelDeploymentSpec
 from .types import bound_value, parse_duration, parse_quantity
 
@@ -48,11 +49,14 @@ def _steps_problems(spec: ModelDeploymentSpec) -> list[str]:
                             f"({weights[index]} after {weights[index - 1]})")
     if rollout.strategy == "canary":
         interval = parse_duration(rollout.analysis.interval)
-        # Each step holds at least one analysis interval.
-        needed = sum(max(parse_duration(step.pause), interval) for step in rollout.steps)
+        # The deadline is time without progress, and each step is progress: it must cover the longest
+        # step, which lasts its pause (at least one interval) and, as margin, one interval more for the
+        # passed interval that ends it.
+        needed = max(max(parse_duration(step.pause), interval) + interval for step in rollout.steps)
         if needed > rollout.progress_deadline_seconds:
             problems.append(f"spec.rollout.progressDeadlineSeconds: {rollout.progress_deadline_seconds}s is "
-                            f"shorter than the steps need ({needed:g}s of pauses and analysis)")
+                            f"shorter than the longest step needs ({needed:g}s: its pause and an analysis "
+                            "interval of margin)")
         if interval < 1:
             problems.append("spec.rollout.analysis.interval: must be at least 1s")
     return problems
@@ -63,6 +67,8 @@ def _check_problems(index: int, check: Check, provider: str) -> list[str]:
     problems = []
     if check.query is not None and provider != "prometheus":
         problems.append(f"{where}.query: custom queries need rollout.analysis.provider.type prometheus")
+    if check.query is not None:  # the operator's Prometheus access must not read other namespaces
+        problems += [f"{where}.query: {problem}" for problem in template_problems(check.query)]
     if check.max is not None and check.metric is not None:
         is_duration = not _is_number(check.max)
         if check.metric in LATENCY_METRICS and not is_duration:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 
 from .base import ApiModel, cel, validations
 from .types import Bound, Duration, Quantity
@@ -14,10 +15,43 @@ RuntimeKind = Literal["onnx", "triton"]
 MetricName = Literal["successRate", "latencyP99", "latencyMean", "queueTime"]
 
 MODEL_NAME_PATTERN = r"^[a-zA-Z0-9_][a-zA-Z0-9_.-]*$"
-URI_PATTERN = r"^(https?|pvc|s3|oci|file)://.+$"
+# oci:// is refused (no OCI artifact client yet): the CRD says so rather than the pod at fetch time.
+URI_PATTERN = r"^(https?|pvc|s3|file)://.+$"
+# pvc://CLAIM/PATH: CLAIM is a PersistentVolumeClaim name (DNS subdomain), so it can never be `..`.
+PVC_URI_PATTERN = r"^pvc://[a-z0-9]+([-.a-z0-9]*[a-z0-9])?/[^/].*$"
+# A `..` path segment: refused in pvc:// and file:// URIs (it would leave the mounted volume).
+DOT_DOT_SEGMENT = r"(^|/)[.]{2}(/|$)"
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]+([-.a-z0-9]*[a-z0-9])?$"
+# A size in bytes: whole bytes with an optional decimal or binary suffix (no millis, no exponents).
+SIZE_PATTERN = r"^[1-9][0-9]*(k|M|G|T|Ki|Mi|Gi|Ti)?$"
 DIGEST_PATTERN = r"^sha256:[a-f0-9]{64}$"
 GPU_RESOURCE_PATTERN = r"^nvidia\.com/(gpu|mig-[1-7]g\.[0-9]+gb)$"
 CHECK_NAME_PATTERN = r"^[a-zA-Z][a-zA-Z0-9_-]*$"
+
+
+class SecretRef(ApiModel):
+    """A Secret in the ModelDeployment's namespace."""
+
+    name: Annotated[str, Field(pattern=DNS_SUBDOMAIN_PATTERN, max_length=253)]
+    """Secret name."""
+
+
+class Credentials(ApiModel):
+    """How the init container (`modelserver fetch`) authenticates to the model source. The serving
+container never sees them."""
+
+    model_config = ConfigDict(json_schema_extra=validations(
+        cel("has(self.secretRef) || has(self.serviceAccountName)",
+            "credentials need secretRef or serviceAccountName"),
+    ))
+
+    secret_ref: SecretRef | None = None
+    """Secret mounted read-only into the init container only. Keys: `token` (an HTTP bearer token for
+https:// sources), AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION and
+AWS_ENDPOINT_URL (s3:// sources)."""
+    service_account_name: Annotated[str | None, Field(pattern=DNS_SUBDOMAIN_PATTERN, max_length=253)] = None
+    """ServiceAccount the pods run as, for cloud workload identity (IRSA, GKE or Azure Workload Identity),
+as KServe does. Its API token is still not mounted into the pods."""
 
 
 class ModelSource(ApiModel):
@@ -26,22 +60,44 @@ class ModelSource(ApiModel):
     model_config = ConfigDict(json_schema_extra=validations(
         cel("has(self.digest) || (has(self.allowUnverified) && self.allowUnverified)",
             "digest is required unless allowUnverified is true", ".digest"),
-        cel("!self.uri.startsWith('oci://') || self.uri.contains('@sha256:')",
-            "oci:// URIs must pin a digest (repo@sha256:...)", ".uri"),
+        cel("!self.uri.startsWith('oci://')",
+            "oci:// model sources are not supported: use https://, s3://, pvc:// or file://", ".uri"),
+        cel(f"!self.uri.startsWith('pvc://') || self.uri.matches('{PVC_URI_PATTERN}')",
+            "pvc:// URIs are pvc://CLAIM/PATH with CLAIM a PersistentVolumeClaim name", ".uri"),
+        cel(f"!(self.uri.startsWith('pvc://') || self.uri.startsWith('file://'))"
+            f" || !self.uri.matches('{DOT_DOT_SEGMENT}')",
+            "'..' path segments are not allowed in pvc:// and file:// URIs", ".uri"),
     ))
 
     name: Annotated[str | None, Field(pattern=MODEL_NAME_PATTERN, max_length=128)] = None
     """Model name on the inference protocol (/v2/models/{name}). Default: metadata.name."""
     uri: Annotated[str, Field(pattern=URI_PATTERN, max_length=2048)]
-    """Model artifact: https://host/path/model.onnx, pvc://claim/path, s3://bucket/key, oci://repo@sha256:..."""
+    """Model artifact: https://host/path/model.onnx, pvc://claim/path, s3://bucket/key or file:///path
+(oci:// is refused)."""
     digest: Annotated[str | None, Field(pattern=DIGEST_PATTERN, max_length=71)] = None
     """sha256 of the artifact (sha256:<64 hex>). Verified by the init container before anything is served."""
     allow_unverified: bool = False
-    """Serve the artifact without a digest. Only for development."""
+    """Serve the artifact without a digest. Only for development: the only way to skip the digest check."""
     format: ModelFormat = "onnx"
     """Artifact format. tensorrt_plan and torchscript need runtime.kind triton."""
     version: Annotated[int, Field(ge=1, le=1_000_000)] = 1
     """Model version directory in the model repository."""
+    max_size: Annotated[str | None, Field(pattern=SIZE_PATTERN, max_length=24)] = None
+    """Largest artifact accepted, a string such as 3Gi or 500M (default 4Gi). The init container refuses a bigger one
+(ArtifactTooLarge); it also sizes the model volume's sizeLimit and the pods' ephemeral-storage request."""
+    credentials: Credentials | None = None
+    """Credentials of a private source, seen by the init container only."""
+
+    @model_validator(mode="after")
+    def _checked_source(self) -> ModelSource:
+        # The same rules as the CEL ones, for objects that reach the operator without admission.
+        if self.digest is None and not self.allow_unverified:
+            raise ValueError("digest is required unless allowUnverified is true")
+        if self.uri.startswith("pvc://") and not re.match(PVC_URI_PATTERN, self.uri):
+            raise ValueError("uri: pvc:// URIs are pvc://CLAIM/PATH with CLAIM a PersistentVolumeClaim name")
+        if self.uri.startswith(("pvc://", "file://")) and re.search(DOT_DOT_SEGMENT, self.uri):
+            raise ValueError("uri: '..' path segments are not allowed in pvc:// and file:// URIs")
+        return self
 
 
 class Batching(ApiModel):
@@ -273,6 +329,11 @@ class Analysis(ApiModel):
     """Consecutive failed intervals that roll the canary back."""
     min_samples: Annotated[int, Field(ge=1, le=10_000_000)] = 200
     """Requests per revision and interval below which the interval is inconclusive (never passed)."""
+    inconclusive_limit: Annotated[int, Field(ge=1, le=100)] = 3
+    """Inconclusive intervals in a row after which onInconclusive applies (as Argo's inconclusiveLimit)."""
+    on_inconclusive: Literal["pause", "rollback"] = "pause"
+    """pause: the rollout pauses with reason AnalysisInconclusive until `kubectl modeldeploy resume`.
+rollback: the canary is rolled back with reason AnalysisInconclusive."""
     checks: Annotated[list[Check], Field(max_length=16)] = Field(
         default_factory=_default_checks)
     """Checks run every interval."""
@@ -321,7 +382,12 @@ class Rollout(ApiModel):
         default_factory=_default_steps)
     """Canary steps with strictly increasing weights."""
     progress_deadline_seconds: Annotated[int, Field(ge=30, le=86400)] = 600
-    """Seconds from a revision's start until it must be promoted; counted once, not reset by flapping."""
+    """Seconds a rollout may go without progress (a stage or step begun, gates passed, more pods ready)
+before it is rolled back, as a Deployment's. It does not run while paused or while metrics are
+unavailable."""
+    image_pull_grace_seconds: Annotated[int, Field(ge=0, le=3600)] = 60
+    """Seconds an image pull may keep failing (ErrImagePull, ImagePullBackOff: a registry's rate limit)
+before the revision is rejected with reason ImagePull. An invalid image name is rejected at once."""
     scale_down_delay_seconds: Annotated[int, Field(ge=0, le=3600)] = 5
     """Seconds a replaced revision (the old stable after a promotion, the canary after a rollback) keeps
 running after traffic left it, so that in-flight requests finish and routes converge."""

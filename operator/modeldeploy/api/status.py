@@ -8,14 +8,23 @@ from pydantic import ConfigDict, Field
 
 from .base import ApiModel
 
+# The values this operator writes. Status fields themselves are open strings (`Known`): an older or
+# newer operator may have written a value this one does not know, and reading it must not fail.
 Phase = Literal["Pending", "Progressing", "Healthy", "Paused", "RolledBack", "Failed"]
 FailureReason = Literal[
     "InvalidSpec", "InsufficientGPU", "Unschedulable", "ImagePull", "ArtifactIntegrity", "ModelLoadFailed",
-    "CrashLoop", "OOMKilled", "ProgressDeadline", "AnalysisFailed", "GateFailed", "Aborted", "FailedCreate",
+    "CrashLoop", "OOMKilled", "ProgressDeadline", "AnalysisFailed", "AnalysisInconclusive", "GateFailed",
+    "Aborted", "FailedCreate",
 ]
 RevisionState = Literal["Pending", "Canary", "Stable", "Superseded", "RolledBack"]
 Verdict = Literal["Pass", "Fail", "Inconclusive"]
 IntentAction = Literal["promote", "abort", "retry", "pause", "resume"]
+Stage = Literal["Starting", "Steps", "Promoting"]
+# Condition reasons that are not failures: the rollout holds until the cause goes away.
+HoldReason = Literal["MetricsUnavailable"]
+Known = Annotated[str, Field(max_length=64)]
+MAX_REJECTED_REVISIONS = 10
+MAX_RECENT_EVENTS = 10
 
 
 class StatusModel(ApiModel):
@@ -51,7 +60,7 @@ class RevisionStatus(StatusModel):
     """The model digest this revision serves."""
     created_at: str | None = None
     """When the revision was first seen (RFC 3339)."""
-    state: RevisionState = "Pending"
+    state: Known = "Pending"
     """Pending, Canary, Stable, Superseded or RolledBack."""
 
 
@@ -62,8 +71,8 @@ class RejectedRevision(StatusModel):
     """Revision name."""
     spec_hash: str
     """Hash of the rejected pod spec."""
-    reason: FailureReason
-    """Why it was rejected."""
+    reason: Known
+    """Why it was rejected (a FailureReason)."""
     message: str = ""
     """Detail, e.g. the failed check with canary and stable values."""
     at: str | None = None
@@ -92,7 +101,7 @@ class CheckResult(StatusModel):
     """Canary requests in the interval."""
     stable_samples: int = 0
     """Stable requests in the interval."""
-    verdict: Verdict = "Inconclusive"
+    verdict: Known = "Inconclusive"
     """Pass, Fail or Inconclusive."""
     message: str = ""
     """Why this verdict."""
@@ -107,16 +116,36 @@ class AnalysisStatus(StatusModel):
     """Failed intervals in a row."""
     last_run: str | None = None
     """When the last interval was analysed (RFC 3339)."""
-    verdict: Verdict | None = None
+    verdict: Known | None = None
     """Verdict of the last interval."""
+    consecutive_inconclusive: int = 0
+    """Inconclusive intervals in a row (metrics available, too little to judge)."""
+    metrics_unavailable_since: str | None = None
+    """Since when the metric provider does not answer (RFC 3339); analysis holds meanwhile."""
     checks: list[CheckResult] = Field(default_factory=list)
     """Per-check results of the last interval."""
+    baselines: dict[str, dict[str, list[float]]] = Field(default_factory=dict)
+    """direct provider: per revision and pod endpoint, the counters the next interval is measured from,
+so that a restarted operator loses no interval."""
+
+
+class RecordedEvent(StatusModel):
+    """An Event of a transition, kept in status so that it is sent at least once, even across a crash."""
+
+    type: Known
+    """Normal or Warning."""
+    reason: Known
+    """Event reason."""
+    message: Annotated[str, Field(max_length=1024)] = ""
+    """Event message."""
+    at: str
+    """When the transition happened (RFC 3339)."""
 
 
 class Intent(StatusModel):
     """A manual request written through the status subresource (kubectl modeldeploy ...)."""
 
-    action: IntentAction
+    action: Known
     """promote, abort, retry, pause or resume."""
     requested_at: str | None = None
     """When it was requested (RFC 3339)."""
@@ -129,7 +158,7 @@ class RolloutProgress(StatusModel):
     """The revision being rolled out."""
     started_at: str
     """When the revision's rollout started; the progress deadline counts from here."""
-    stage: Literal["Starting", "Steps", "Promoting"] = "Starting"
+    stage: Known = "Starting"
     """Starting: canary pods and gates. Steps: traffic steps with analysis. Promoting: canary scaled to
 the stable's size before traffic moves to it."""
     gates_passed: bool = False
@@ -140,6 +169,15 @@ the stable's size before traffic moves to it."""
     """When the current step's weight was set."""
     paused_at: str | None = None
     """When a pause intent froze the rollout (the deadline does not run while paused)."""
+    paused_reason: Known | None = None
+    """Why the rollout is paused: Paused (a user's intent) or AnalysisInconclusive."""
+    ready_replicas: int = 0
+    """Most ready pods of the revision seen so far in this rollout (more counts as progress)."""
+    progressed_at: str | None = None
+    """When the rollout last made progress (started, pods became ready, gates passed, a step began);
+progressDeadlineSeconds counts from here."""
+    steps_hash: Known | None = None
+    """Hash of spec.rollout.steps when this rollout started its steps; an edit restarts the steps."""
 
 
 class ModelDeploymentStatus(StatusModel):
@@ -147,7 +185,7 @@ class ModelDeploymentStatus(StatusModel):
 
     observed_generation: int | None = None
     """metadata.generation last reconciled."""
-    phase: Phase = "Pending"
+    phase: Known = "Pending"
     """Pending, Progressing, Healthy, Paused, RolledBack or Failed."""
     message: str = ""
     """What is happening, in one line."""
@@ -164,7 +202,7 @@ class ModelDeploymentStatus(StatusModel):
     revisions: list[RevisionStatus] = Field(default_factory=list)
     """Known revisions."""
     rejected_revisions: list[RejectedRevision] = Field(default_factory=list)
-    """Revisions that failed and are not retried until the spec changes."""
+    """Revisions that failed and are not retried until the spec changes (the newest 10)."""
     retiring: list[RetiringRevision] = Field(default_factory=list)
     """Revisions without traffic that are deleted once the scale-down delay has passed."""
     rollout: RolloutProgress | None = None
@@ -175,3 +213,5 @@ class ModelDeploymentStatus(StatusModel):
     """Pending manual intent."""
     conditions: list[Condition] = Field(default_factory=list)
     """Ready, Reconciling, Stalled (kstatus), Available, RolloutProgressing."""
+    recent_events: list[RecordedEvent] = Field(default_factory=list)
+    """The last 10 transition Events; written with the status that made them, sent after it."""

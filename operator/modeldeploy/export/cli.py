@@ -11,6 +11,7 @@ import argparse
 import sys
 import traceback
 
+from ..cli.extras import EXPORT, missing_extra_message
 from .errors import ExportError, describe
 
 DTYPE_NAMES = "float32, float16, float64, int64, int32, int8, uint8, bool"
@@ -79,9 +80,8 @@ def run(args: argparse.Namespace) -> int:
     debug = bool(getattr(args, "debug", False))
     try:
         from .pipeline import export  # torch is imported here, not at CLI start-up
-    except ImportError as exc:
-        print(f"error: modeldeploy export needs the export extra (pip install 'modeldeploy[export]'): {exc}",
-              file=sys.stderr)
+    except ImportError as exc:  # torch, onnx, numpy: the export extra
+        print(f"error: {missing_extra_message('modeldeploy export', EXPORT, exc)}", file=sys.stderr)
         return 2
     try:
         manifest_text = export(args, sys.stderr)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .errors import ExportError, describe, one_line
+from .torch_files import FileKind, inspect_file
 
 
 @dataclass
@@ -72,18 +73,36 @@ def _forward_input_names(module: torch.nn.Module) -> list[str]:
     return [p.name for p in params if p.kind in kinds]
 
 
+SAVE_STATE_DICT = "save the weights with torch.save(model.state_dict(), PATH)"
+
+
+def _check_weights_file(weights: Path) -> None:
+    """Refuse a file torch.load(weights_only=True) cannot read, saying what it is and what to save instead."""
+    found = inspect_file(weights)
+    if found.kind is FileKind.MISSING:
+        raise ExportError(f"--weights {str(weights)!r} does not exist")
+    if found.kind is FileKind.TORCHSCRIPT:
+        raise ExportError(f"--weights {str(weights)!r} is a TorchScript file (torch.jit.save): "
+                          "pass it as --torchscript FILE instead of PACKAGE.MODULE:OBJECT --weights")
+    if found.kind is FileKind.NOT_TORCH:
+        raise ExportError(f"--weights {str(weights)!r} is not a file torch.save writes (neither a zip archive "
+                          f"nor a pickle): {SAVE_STATE_DICT}")
+    if found.object_classes:
+        raise ExportError(f"--weights {str(weights)!r} holds a whole pickled model ({found.object_classes[0]}), "
+                          f"not a state_dict: {SAVE_STATE_DICT}, or save the model with torch.jit.save and pass "
+                          "--torchscript FILE")
+
+
 def _load_state_dict(module: torch.nn.Module, weights: Path) -> None:
-    if not weights.is_file():
-        raise ExportError(f"weights file {str(weights)!r} does not exist")
+    _check_weights_file(weights)
     try:
         # weights_only: a state dict needs no pickled code, and loading code is unsafe.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             state = torch.load(weights, map_location="cpu", weights_only=True)
     except Exception as exc:
-        if "TorchScript archive" in str(exc):
-            raise ExportError(f"weights {str(weights)!r} is a TorchScript file; pass it as --torchscript") from None
-        raise ExportError(f"cannot read weights {str(weights)!r}: {describe(exc)}") from None
+        raise ExportError(f"--weights {str(weights)!r} cannot be read as a state_dict ({describe(exc)[:120]}): "
+                          f"{SAVE_STATE_DICT}") from None
     if isinstance(state, dict):  # training checkpoints often nest the state dict
         for key in ("state_dict", "model_state_dict", "model"):
             if isinstance(state.get(key), dict):
@@ -97,6 +116,11 @@ def _load_state_dict(module: torch.nn.Module, weights: Path) -> None:
             f"weights {str(weights)!r} do not match the model: "
             f"missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}"
         )
+
+
+def module_label(path: str) -> str:
+    """What `package.module:Class` is called in progress lines and by default: `Class`."""
+    return path.partition(":")[2].rsplit(".", 1)[-1]
 
 
 def load_module(path: str, kwargs: dict[str, Any], weights: Path | None) -> LoadedModel:
@@ -119,13 +143,25 @@ def load_module(path: str, kwargs: dict[str, Any], weights: Path | None) -> Load
             _load_state_dict(module, weights)
         except RuntimeError as exc:  # size mismatches surface from load_state_dict
             raise ExportError(f"weights {str(weights)!r} do not fit the model: {one_line(str(exc))}") from None
-    label = path.partition(":")[2].rsplit(".", 1)[-1]
-    return LoadedModel(module.eval(), False, label, _forward_input_names(module))
+    return LoadedModel(module.eval(), False, module_label(path), _forward_input_names(module))
+
+
+def _check_torchscript_file(file: Path) -> None:
+    found = inspect_file(file)
+    if found.kind is FileKind.MISSING:
+        raise ExportError(f"--torchscript {str(file)!r} does not exist")
+    if found.kind is FileKind.PICKLE:
+        what = f"a pickled model ({found.object_classes[0]})" if found.object_classes else "a state_dict"
+        raise ExportError(f"--torchscript {str(file)!r} was written by torch.save and holds {what}, not a "
+                          "TorchScript program: pass the model as PACKAGE.MODULE:CLASS --weights FILE, or save "
+                          "it with torch.jit.save(torch.jit.script(model), PATH)")
+    if found.kind is FileKind.NOT_TORCH:
+        raise ExportError(f"--torchscript {str(file)!r} is not a TorchScript file (not a zip archive): "
+                          "save one with torch.jit.save(torch.jit.script(model), PATH)")
 
 
 def load_torchscript(file: Path) -> LoadedModel:
-    if not file.is_file():
-        raise ExportError(f"TorchScript file {str(file)!r} does not exist")
+    _check_torchscript_file(file)
     try:
         module = torch.jit.load(str(file), map_location="cpu")
     except Exception as exc:

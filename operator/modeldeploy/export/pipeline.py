@@ -11,7 +11,7 @@ import numpy as np
 
 from .errors import ExportError
 from .inputs import InputSpec, build_specs, random_inputs
-from .loader import LoadedModel, load_module, load_torchscript, parse_kwargs, run_torch
+from .loader import LoadedModel, load_module, load_torchscript, module_label, parse_kwargs, run_torch
 from .onnx_export import Exporter, export_onnx, opset_of
 from .progress import Progress, human_bytes
 from .quantize import QuantReport, measure, quantize_int8
@@ -41,6 +41,13 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ExportError(f"--samples must be >= 1, got {args.samples}")
     if (args.max_quant_diff is not None or args.min_top1_agreement is not None) and not args.quantize:
         raise ExportError("--max-quant-diff/--min-top1-agreement need --quantize int8")
+
+
+def _model_name(args: argparse.Namespace) -> str:
+    """--name, else the name derived from the class or file name (known before anything is loaded)."""
+    if args.name:
+        return check_name(args.name)
+    return default_name(Path(args.torchscript).stem if args.torchscript else module_label(args.model))
 
 
 def _load(args: argparse.Namespace) -> LoadedModel:
@@ -125,8 +132,8 @@ def _check_quant(report: QuantReport, args: argparse.Namespace) -> None:
 def export(args: argparse.Namespace, stream: TextIO) -> str:
     """Run every stage; returns the ModelDeployment YAML. Raises ExportError on bad input."""
     _check_args(args)
-    if args.name:
-        check_name(args.name)
+    name = _model_name(args)
+    check_free(Path(args.out), name, args.version, args.force)  # an argument error: before any step starts
     progress = Progress(5, stream)
     rng = np.random.default_rng(args.seed)
     dynamic = args.max_batch_size > 0
@@ -140,8 +147,6 @@ def export(args: argparse.Namespace, stream: TextIO) -> str:
         out_names = _output_names(args, len(outputs))
         params = sum(p.numel() for p in loaded.module.parameters())
         step.detail = f"{loaded.label}, {params:,} parameters; outputs {_describe_outputs(out_names, outputs)}"
-        name = args.name or default_name(loaded.label)
-        check_free(Path(args.out), name, args.version, args.force)  # fail before the slow stages
 
     with tempfile.TemporaryDirectory(prefix="modeldeploy-export-") as tmp:
         fp32 = Path(tmp) / "model.onnx"

@@ -16,6 +16,10 @@ QUEUE_DURATION_US = "nv_inference_queue_duration_us"
 LATENCY_HISTOGRAM = "nv_inference_request_duration_seconds"
 
 
+class MetricsUnavailable(Exception):
+    """The provider does not answer: no data, which is not a verdict (the analysis holds)."""
+
+
 @dataclass(frozen=True)
 class RevisionTarget:
     namespace: str  # of the ModelDeployment
@@ -34,7 +38,17 @@ class MetricsProvider(Protocol):
         """Start a new interval now (a step began): direct takes fresh baselines, prometheus does nothing."""
         ...
 
+    def baseline(self, target: RevisionTarget) -> dict[str, list[float]]:
+        """What the next interval is measured from, JSON-safe; {} when the provider keeps nothing."""
+        ...
+
+    def restore(self, target: RevisionTarget, saved: Mapping[str, list[float]]) -> None:
+        """Take `saved` (a baseline() of an earlier process) unless a baseline is already held."""
+        ...
+
     def sample(self, target: RevisionTarget, interval_seconds: float,
-               custom_queries: Mapping[str, str]) -> RevisionSample | None:
-        """The revision's metrics over the last interval; None when there is nothing to judge (inconclusive)."""
+               custom_queries: Mapping[str, str], run: str) -> RevisionSample | None:
+        """The revision's metrics over the interval `run` names; None when there is nothing to judge
+        (inconclusive). Idempotent per `run`: asked again (a re-plan after a status Conflict), the same
+        interval gives the same answer. Raises MetricsUnavailable when the source does not answer."""
         ...

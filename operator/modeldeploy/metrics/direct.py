@@ -1,12 +1,15 @@
 """The default provider: the operator scrapes each ready pod's /metrics itself (nothing to install).
 
 It keeps the previous scrape of every (revision, pod endpoint) in memory and returns the counter
-increase since the previous ``sample()`` of that revision, so ``interval_seconds`` is not used:
-the interval is the time between two calls (the planner calls once per analysis interval, for
-canary and stable together). Rules, chosen to match what Prometheus' increase() would say:
+increase since the previous interval of that revision, so ``interval_seconds`` is not used: the
+interval is the time between two runs (the planner asks once per analysis interval, for canary and
+stable together). A run is sampled once: asked again for the same ``run`` (a re-plan after a status
+Conflict) it answers what it answered, rather than a fresh 0.2 s interval. Rules, chosen to match
+what Prometheus' increase() would say:
 
-- first call for a revision (or after an operator restart: baselines live only in memory) ->
-  None, the interval is inconclusive, the baseline is stored;
+- first call for a revision -> None, the interval is inconclusive, the baseline is stored; the
+  reconciler keeps the baselines in status.analysis (``baseline``/``restore``), so a restarted
+  operator measures from where the last one stopped instead of losing an interval;
 - a pod seen for the first time is baselined and contributes from the next interval on;
 - a pod whose counters went backwards (container restart) counts from zero;
 - a pod that disappeared, or could not be scraped, is dropped (re-baselined when it is back);
@@ -20,13 +23,13 @@ from __future__ import annotations
 
 import threading
 import time
-import urllib.request
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 
+from ..outbound import METRICS_BODY_LIMIT, OutboundError, request
 from ..rollout.analysis import RevisionSample
 from .base import RevisionTarget
-from .exposition import Counters, histogram_quantile, parse
+from .exposition import Counters, from_numbers, histogram_quantile, parse, to_numbers
 
 _FORGET_AFTER = 3600.0  # seconds without a sample() before a revision's baselines are dropped
 
@@ -38,15 +41,18 @@ class DirectProvider:
         self._lock = threading.Lock()
         # (namespace, revision) -> (last use, endpoint -> counters at the previous sample)
         self._baselines: dict[tuple[str, str], tuple[float, dict[str, Counters]]] = {}
+        # (namespace, revision) -> (run, what that run answered)
+        self._answers: dict[tuple[str, str], tuple[str, RevisionSample | None]] = {}
 
     def is_online(self) -> bool:
         return True  # nothing between the operator and the pods
 
     def _scrape(self, endpoint: str, model: str) -> Counters | None:
+        # No redirects, at most 4 MiB: a pod's /metrics page must not steer or exhaust the operator.
         try:
-            with urllib.request.urlopen(f"http://{endpoint}/metrics", timeout=self.timeout) as response:
-                return parse(response.read().decode("utf-8", "replace"), model)
-        except (OSError, ValueError):  # connection errors, timeouts, HTTP errors, unparsable text
+            page = request("GET", f"http://{endpoint}/metrics", max_bytes=METRICS_BODY_LIMIT, timeout=self.timeout)
+            return parse(page.decode("utf-8", "replace"), model)
+        except (OutboundError, ValueError):  # unreachable, HTTP errors, redirects, oversize, unparsable text
             return None
 
     def _scrape_all(self, target: RevisionTarget) -> dict[str, Counters]:
@@ -65,7 +71,49 @@ class DirectProvider:
             self._baselines[(target.namespace, target.revision)] = (now, current)
 
     def sample(self, target: RevisionTarget, interval_seconds: float,
-               custom_queries: Mapping[str, str]) -> RevisionSample | None:
+               custom_queries: Mapping[str, str], run: str = "") -> RevisionSample | None:
+        key = (target.namespace, target.revision)
+        with self._lock:
+            answered = self._answers.get(key)
+        if run and answered is not None and answered[0] == run:
+            return answered[1]
+        result = self._sample(target, custom_queries)
+        with self._lock:
+            self._answers[key] = (run, result)
+        return result
+
+    def baseline(self, target: RevisionTarget) -> dict[str, list[float]]:
+        """What the next interval of `target` is measured from, JSON-safe (kept in status across restarts)."""
+        with self._lock:
+            kept = self._baselines.get((target.namespace, target.revision))
+        return {endpoint: to_numbers(counters) for endpoint, counters in kept[1].items()} if kept else {}
+
+    def restore(self, target: RevisionTarget, saved: Mapping[str, list[float]]) -> None:
+        """A restarted operator measures from the baseline status kept, instead of losing an interval."""
+        counters = {endpoint: parsed for endpoint, numbers in saved.items()
+                    if (parsed := from_numbers(list(numbers))) is not None}
+        key = (target.namespace, target.revision)
+        with self._lock:
+            if key not in self._baselines and counters:
+                self._baselines[key] = (time.monotonic(), counters)
+
+    def forget(self, namespace: str, name: str) -> None:
+        """Drop the baselines of a deleted ModelDeployment's revisions (`<name>-<hash5>`)."""
+        with self._lock:
+            for store in (self._baselines, self._answers):
+                for key in [key for key in store if key[0] == namespace and key[1].rpartition("-")[0] == name]:
+                    del store[key]
+
+    def forget_revision(self, namespace: str, revision: str) -> None:
+        """Drop a deleted revision's baselines: it will never be sampled again."""
+        with self._lock:
+            self._baselines.pop((namespace, revision), None)
+            self._answers.pop((namespace, revision), None)
+
+    def __len__(self) -> int:
+        return len(self._baselines)
+
+    def _sample(self, target: RevisionTarget, custom_queries: Mapping[str, str]) -> RevisionSample | None:
         now = time.monotonic()
         current = self._scrape_all(target)
         key = (target.namespace, target.revision)
@@ -88,6 +136,7 @@ class DirectProvider:
     def _forget_idle(self, now: float) -> None:
         for key in [key for key, (used, _) in self._baselines.items() if now - used > _FORGET_AFTER]:
             del self._baselines[key]
+            self._answers.pop(key, None)
 
 
 def to_sample(delta: Counters, custom_queries: Mapping[str, str]) -> RevisionSample:

@@ -40,6 +40,25 @@ class Counters:
             buckets={le: self.buckets.get(le, 0.0) + other.buckets.get(le, 0.0) for le in les})
 
 
+_INF = -1.0  # +Inf as a bucket bound in JSON (which has no infinity); real bounds are never negative
+
+
+def to_numbers(counters: Counters) -> list[float]:
+    """Flat JSON-safe form: success, failure, duration_us, queue_us, then (le, count) pairs."""
+    pairs = [value for le, n in sorted(counters.buckets.items()) for value in (_INF if math.isinf(le) else le, n)]
+    return [counters.success, counters.failure, counters.duration_us, counters.queue_us, *pairs]
+
+
+def from_numbers(numbers: list[float]) -> Counters | None:
+    """The inverse of to_numbers; None when the list is not one (written by another version)."""
+    if len(numbers) < 4 or len(numbers) % 2:
+        return None
+    pairs = numbers[4:]
+    buckets = {math.inf if le == _INF else le: n for le, n in zip(pairs[::2], pairs[1::2], strict=True)}
+    return Counters(success=numbers[0], failure=numbers[1], duration_us=numbers[2], queue_us=numbers[3],
+                    buckets=buckets)
+
+
 def parse(text: str, model: str) -> Counters:
     """The model's counters in a Prometheus text exposition. No series for the model: all zero."""
     totals = {SUCCESS: 0.0, FAILURE: 0.0, REQUEST_DURATION_US: 0.0, QUEUE_DURATION_US: 0.0}

@@ -3,22 +3,34 @@
 Series are selected by the labels ``namespace``, ``revision`` and ``model``: the scrape
 configuration must copy the pod label ``modeldeploy.dev/revision`` into ``revision`` (see
 docs/analysis.md). The window is the interval rounded up to whole seconds; it should span at
-least two scrapes, or ``increase()`` has nothing to extrapolate from. Any HTTP error, timeout
-or missing series of the builtin queries -> None (inconclusive); a failing custom query only
-makes its own check inconclusive.
+least two scrapes, or ``increase()`` has nothing to extrapolate from. An HTTP error or timeout of
+the builtin queries -> MetricsUnavailable (the analysis holds); missing series -> None
+(inconclusive); a failing custom query only makes its own check inconclusive.
+
+Requests go through ``outbound``: no redirects, answers capped at 4 MiB, and Prometheus' error text
+reaches status only as a short sanitised excerpt. A custom query must select only the
+ModelDeployment's own namespace (``api.promql_scope``): checked again here, after rendering.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Mapping
 
+from ..api.promql_scope import namespace_problems
+from ..outbound import METADATA_BODY_LIMIT, METRICS_BODY_LIMIT, HttpStatus, OutboundError, excerpt, request
 from ..rollout.analysis import RevisionSample
-from .base import FAILURE, LATENCY_HISTOGRAM, QUEUE_DURATION_US, REQUEST_DURATION_US, SUCCESS, RevisionTarget
+from .base import (
+    FAILURE,
+    LATENCY_HISTOGRAM,
+    QUEUE_DURATION_US,
+    REQUEST_DURATION_US,
+    SUCCESS,
+    MetricsUnavailable,
+    RevisionTarget,
+)
 
 
 class QueryError(Exception):
@@ -65,24 +77,33 @@ class PrometheusProvider:
 
     def is_online(self) -> bool:
         try:
-            with urllib.request.urlopen(f"{self.address}/-/ready", timeout=self.timeout) as response:
-                return bool(response.status == 200)
-        except OSError:
+            request("GET", f"{self.address}/-/ready", max_bytes=METADATA_BODY_LIMIT, timeout=self.timeout)
+        except OutboundError:
             return False
+        return True
 
     def prime(self, target: RevisionTarget) -> None:
         return None  # Prometheus keeps the history: nothing to reset
+
+    def baseline(self, target: RevisionTarget) -> dict[str, list[float]]:
+        return {}  # nothing to keep across a restart
+
+    def restore(self, target: RevisionTarget, saved: Mapping[str, list[float]]) -> None:
+        return None
 
     def query(self, promql: str) -> float | None:
         """First value of an instant query (scalar or vector); None when empty or NaN/Inf."""
         url = f"{self.address}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
         try:
-            with urllib.request.urlopen(url, timeout=self.timeout) as response:
-                body = json.loads(response.read())
-        except (OSError, ValueError) as error:  # HTTPError (bad PromQL: 400) is an OSError too
-            raise QueryError(f"{promql}: {error}") from error
-        if body.get("status") != "success":
-            raise QueryError(f"{promql}: {body.get('error', 'query failed')}")
+            body = json.loads(request("GET", url, max_bytes=METRICS_BODY_LIMIT, timeout=self.timeout))
+        except HttpStatus as error:  # bad PromQL: 400 with Prometheus' JSON error
+            raise QueryError(f"{excerpt(promql)}: {error}{_prometheus_error(error.body)}") from None
+        except OutboundError as error:
+            raise QueryError(f"{excerpt(promql)}: {error}") from None
+        except ValueError:
+            raise QueryError(f"{excerpt(promql)}: the answer is not JSON") from None
+        if not isinstance(body, dict) or body.get("status") != "success":
+            raise QueryError(f"{excerpt(promql)}: query failed{_prometheus_error(body)}")
         data = body.get("data", {})
         result = data.get("result")
         if data.get("resultType") == "scalar":
@@ -98,11 +119,12 @@ class PrometheusProvider:
         return value if value is not None and math.isfinite(value) else None
 
     def sample(self, target: RevisionTarget, interval_seconds: float,
-               custom_queries: Mapping[str, str]) -> RevisionSample | None:
+               custom_queries: Mapping[str, str], run: str = "") -> RevisionSample | None:
+        # Stateless: the window ends now, so a repeated call measures the same interval (run unused).
         try:
             values = {key: self.query(promql) for key, promql in builtin_queries(target, interval_seconds).items()}
-        except QueryError:
-            return None
+        except QueryError as error:  # our own queries failed: Prometheus is down or refuses them
+            raise MetricsUnavailable(f"Prometheus at {self.address}: {error}") from error
         success = values["success"]
         if success is None and values["failure"] is None:
             return None  # no series at all: not scraped yet, or the relabeling is missing
@@ -118,7 +140,24 @@ class PrometheusProvider:
                     for name, template in custom_queries.items()})
 
     def _custom(self, template: str, target: RevisionTarget, interval_seconds: float) -> float | None:
+        promql = render_query(template, target, interval_seconds)
+        if namespace_problems(promql, target.namespace):
+            return None  # never sent: it would read another namespace (InvalidSpec says so in status)
         try:
-            return self.query(render_query(template, target, interval_seconds))
+            return self.query(promql)
         except QueryError:
             return None
+
+
+def _prometheus_error(answer: object) -> str:
+    """`: <errorType>: <error>` from Prometheus' JSON error, sanitised and short; '' when there is none."""
+    if isinstance(answer, bytes):
+        try:
+            answer = json.loads(answer)
+        except ValueError:
+            return ""
+    if not isinstance(answer, dict) or not isinstance(answer.get("error"), str):
+        return ""
+    kind = answer.get("errorType")
+    prefix = f": {excerpt(kind, 40)}" if isinstance(kind, str) else ""
+    return f"{prefix}: {excerpt(answer['error'])}"

@@ -8,6 +8,7 @@ from modeldeploy.api import ModelDeploymentSpec
 
 from .images import RuntimeImages
 from .ports import GRPC_PORT, HTTP_PORT, METRICS_PORT, PORTS
+from .storage import CREDENTIALS_PATH, CREDENTIALS_VOLUME, ephemeral_storage_request, max_model_bytes
 from .triton_config import Platform, render_config_pbtxt
 
 MODEL_REPOSITORY = "/models"
@@ -62,7 +63,8 @@ def triton_config(spec: ModelDeploymentSpec, name: str) -> str:
 
 
 def _resources(spec: ModelDeploymentSpec, *, with_gpu: bool) -> dict[str, Any]:
-    requests: dict[str, Any] = dict(spec.resources.requests)
+    # The emptyDirs count against ephemeral storage: schedule the pod where the model fits.
+    requests: dict[str, Any] = {"ephemeral-storage": ephemeral_storage_request(spec), **spec.resources.requests}
     limits: dict[str, Any] = dict(spec.resources.limits)
     gpu = spec.resources.gpu
     if with_gpu and gpu is not None:
@@ -82,7 +84,12 @@ def fetch_container(spec: ModelDeploymentSpec, name: str, images: RuntimeImages)
     model = spec.model
     args = ["fetch", model.uri, "--into", MODEL_REPOSITORY, "--model", model_name(spec, name),
             "--version", str(model.version), "--format", model.format]
-    args += ["--digest", model.digest] if model.digest else ["--allow-unverified"]
+    # allowUnverified is the only way to skip the digest; with neither, fetch itself refuses.
+    if model.digest:
+        args += ["--digest", model.digest]
+    elif model.allow_unverified:
+        args += ["--allow-unverified"]
+    args += ["--max-bytes", str(max_model_bytes(spec))]
     if spec.runtime.kind == "triton":
         args += ["--config-pbtxt", triton_config(spec, name)]
     mounts: list[dict[str, Any]] = [{"name": REPOSITORY_VOLUME, "mountPath": MODEL_REPOSITORY},
@@ -90,6 +97,10 @@ def fetch_container(spec: ModelDeploymentSpec, name: str, images: RuntimeImages)
     claim = pvc_claim(model.uri)
     if claim is not None:
         mounts.append({"name": SOURCE_VOLUME, "mountPath": f"{PVC_ROOT}/{claim}", "readOnly": True})
+    if model.credentials is not None and model.credentials.secret_ref is not None:
+        # Only this container mounts the Secret: the server never sees the source's credentials.
+        mounts.append({"name": CREDENTIALS_VOLUME, "mountPath": CREDENTIALS_PATH, "readOnly": True})
+        args += ["--credentials-dir", CREDENTIALS_PATH]
     container: dict[str, Any] = {
         "name": "fetch",
         # Always the operator's CPU modelserver image: runtime.image only replaces the server.
@@ -163,3 +174,14 @@ def server_container(spec: ModelDeploymentSpec, images: RuntimeImages) -> dict[s
         "securityContext": container_security_context(),
     }
     return container
+
+
+# Bump when a change of this package changes the pods of an unchanged spec: every revision is then
+# rolled out again, as a canary (spec_hash covers it), never updated in place.
+TEMPLATE_VERSION = 2  # 2: emptyDir sizeLimits, ephemeral-storage, fetch --max-bytes
+
+
+def template_identity(spec: ModelDeploymentSpec, images: RuntimeImages) -> str:
+    """What the operator (not the spec) puts in a revision's pods: the template version and the images."""
+    server, _ = _server_image_and_args(spec, images)
+    return f"v{TEMPLATE_VERSION}|fetch={images.modelserver}|server={server}"

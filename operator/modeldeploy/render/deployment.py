@@ -26,6 +26,7 @@ from .labels import (
 )
 from .placement import placement
 from .ports import METRICS_PORT
+from .storage import credentials_volume, repository_size_limit, tmp_size_limit
 
 Role = Literal["stable", "canary"]
 # Image users: modelserver images are distroless `nonroot`; Triton's images run as triton-server.
@@ -35,14 +36,27 @@ TERMINATION_GRACE_SECONDS = 30  # time to drain in-flight requests after SIGTERM
 
 def _volumes(spec: ModelDeploymentSpec) -> list[dict[str, Any]]:
     volumes: list[dict[str, Any]] = [
-        {"name": REPOSITORY_VOLUME, "emptyDir": {}},  # fetch writes it, the server reads it
-        {"name": TMP_VOLUME, "emptyDir": {}},  # the only writable path: root filesystems are read-only
+        # fetch writes it, the server reads it; bounded so that an artifact cannot fill the node's disk.
+        {"name": REPOSITORY_VOLUME, "emptyDir": {"sizeLimit": repository_size_limit(spec)}},
+        # the only writable path: root filesystems are read-only
+        {"name": TMP_VOLUME, "emptyDir": {"sizeLimit": tmp_size_limit()}},
     ]
     claim = pvc_claim(spec.model.uri)
     if claim is not None:
         volumes.append({"name": SOURCE_VOLUME,
                         "persistentVolumeClaim": {"claimName": claim, "readOnly": True}})
+    credentials = credentials_volume(spec)
+    if credentials is not None:
+        volumes.append(credentials)
     return volumes
+
+
+def _service_account(spec: ModelDeploymentSpec) -> dict[str, Any]:
+    # Workload identity (IRSA, GKE/Azure) keys on the pod's ServiceAccount; its API token stays unmounted.
+    credentials = spec.model.credentials
+    if credentials is None or credentials.service_account_name is None:
+        return {}
+    return {"serviceAccountName": credentials.service_account_name}
 
 
 def _pod_security_context(spec: ModelDeploymentSpec) -> dict[str, Any]:
@@ -66,6 +80,7 @@ def _pod_template(spec: ModelDeploymentSpec, *, name: str, revision: str, spec_h
     }
     pod_spec: dict[str, Any] = {
         "automountServiceAccountToken": False,  # the runtimes never call the Kubernetes API
+        **_service_account(spec),
         "enableServiceLinks": False,  # no *_SERVICE_HOST variables leaking into the runtime's env
         "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
         "securityContext": _pod_security_context(spec),

@@ -11,6 +11,10 @@ NAME_LABEL = "modeldeploy.dev/name"
 REVISION_LABEL = "modeldeploy.dev/revision"
 ROLE_LABEL = "modeldeploy.dev/role"
 SPEC_HASH_ANNOTATION = "modeldeploy.dev/spec-hash"
+# Set by the service router on the pods of the revisions that get traffic while several do (a
+# Service selects by equality only, so "revision in (a, b)" is written on the pods themselves).
+TRAFFIC_LABEL = "modeldeploy.dev/traffic"
+SERVING = "serving"
 
 
 @dataclass(frozen=True)

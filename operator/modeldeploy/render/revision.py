@@ -13,8 +13,11 @@ HASH_LENGTH = 16
 REVISION_HASH_LENGTH = 5
 
 
-def spec_hash(spec: ModelDeploymentSpec) -> str:
-    """16 hex chars of sha256 over the canonical JSON of model, runtime and resources.
+def spec_hash(spec: ModelDeploymentSpec, template: str = "") -> str:
+    """16 hex chars of sha256 over the canonical JSON of model, runtime and resources, and of
+    `template`: the operator's part of the pods (template_identity), so that a revision pins the
+    images and template it was created with, and an operator upgrade that changes them makes a new
+    revision, rolled out as a canary like any model change, instead of rolling-updating the stable.
 
     autoscaling and rollout are left out on purpose: editing them must not start a new revision.
     Fields at their default are left out too, so that writing a default explicitly (`format: onnx`)
@@ -22,7 +25,10 @@ def spec_hash(spec: ModelDeploymentSpec) -> str:
     every model in the cluster. Changing this function re-revisions everything: the golden test
     pins it.
     """
-    pod_changing = {part: _non_default(getattr(spec, part)) for part in ("model", "runtime", "resources")}
+    pod_changing: dict[str, Any] = {part: _non_default(getattr(spec, part))
+                                   for part in ("model", "runtime", "resources")}
+    if template:
+        pod_changing["template"] = template
     canonical = json.dumps(pod_changing, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(canonical.encode()).hexdigest()[:HASH_LENGTH]
 

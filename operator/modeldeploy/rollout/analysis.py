@@ -46,10 +46,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import cast
 
 from ..api.spec import Analysis, Check
 from ..api.status import CheckResult, Verdict
 from ..api.types import bound_value
+from ..formatting import metric_value
 from .statistics import exceedance_pvalue, risk_difference_pvalue
 
 CONFIDENCE = 0.99
@@ -107,8 +109,9 @@ def value_of(check: Check, sample: RevisionSample | None) -> float | None:
     return sample.custom.get(check.display_name)
 
 
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.4g}"
+def _fmt(value: float | None, metric: str | None = None) -> str:
+    """A value or bound in its metric's unit, as `kubectl modeldeploy status` shows it (99.50%, 4.6ms)."""
+    return "n/a" if value is None else metric_value(metric, value)
 
 
 def _pfmt(p: float) -> str:
@@ -133,7 +136,7 @@ class _CheckContext:
 
     def detail(self, p: float | None = None) -> str:
         extra = f", p={_pfmt(p)}" if p is not None else ""
-        return f"(stable {_fmt(self.stable_value)}, {self.counts}{extra})"
+        return f"(stable {_fmt(self.stable_value, self.check.metric)}, {self.counts}{extra})"
 
 
 def _min_success(ctx: _CheckContext, minimum: float) -> _Bound:
@@ -141,12 +144,13 @@ def _min_success(ctx: _CheckContext, minimum: float) -> _Bound:
     rate = ctx.canary_value
     assert rate is not None
     p = exceedance_pvalue(failures, n, 1.0 - minimum)
+    shown, bound = _fmt(rate, ctx.check.metric), _fmt(minimum, ctx.check.metric)
     if p < 1.0 - CONFIDENCE:
-        return _Bound("Fail", f"{ctx.name} {rate:.4g} < min {minimum:g} {ctx.detail(p)}")
+        return _Bound("Fail", f"{ctx.name} {shown} < min {bound} {ctx.detail(p)}")
     if rate >= minimum:
-        return _Bound("Pass", f"{ctx.name} {rate:.4g} >= min {minimum:g} {ctx.detail()}")
+        return _Bound("Pass", f"{ctx.name} {shown} >= min {bound} {ctx.detail()}")
     return _Bound("Inconclusive",
-                  f"{ctx.name} {rate:.4g} below min {minimum:g} but not significantly {ctx.detail(p)}")
+                  f"{ctx.name} {shown} below min {bound} but not significantly {ctx.detail(p)}")
 
 
 def _max_drop(ctx: _CheckContext, max_drop: float) -> _Bound:
@@ -155,12 +159,14 @@ def _max_drop(ctx: _CheckContext, max_drop: float) -> _Bound:
     c, s = ctx.canary, ctx.stable
     p = risk_difference_pvalue(c.failures, c.requests, s.failures, s.requests, max_drop)
     drop = (ctx.stable_value or 0.0) - (ctx.canary_value or 0.0)
+    metric = ctx.check.metric
+    shown_drop, bound = _fmt(drop, metric), _fmt(max_drop, metric)
     if p < 1.0 - CONFIDENCE:
-        return _Bound("Fail", f"{ctx.name} {_fmt(ctx.canary_value)} dropped {drop:.4g} > maxDrop {max_drop:g} "
+        return _Bound("Fail", f"{ctx.name} {_fmt(ctx.canary_value, metric)} dropped {shown_drop} > maxDrop {bound} "
                               f"{ctx.detail(p)}")
     if drop <= max_drop:
-        return _Bound("Pass", f"{ctx.name} drop {drop:.4g} <= maxDrop {max_drop:g} {ctx.detail()}")
-    return _Bound("Inconclusive", f"{ctx.name} drop {drop:.4g} above maxDrop {max_drop:g} but not significantly "
+        return _Bound("Pass", f"{ctx.name} drop {shown_drop} <= maxDrop {bound} {ctx.detail()}")
+    return _Bound("Inconclusive", f"{ctx.name} drop {shown_drop} above maxDrop {bound} but not significantly "
                                   f"{ctx.detail(p)}")
 
 
@@ -168,11 +174,12 @@ def _absolute(ctx: _CheckContext, minimum: float | None, maximum: float | None) 
     value = ctx.canary_value
     if value is None:
         return _Bound("Inconclusive", f"{ctx.name}: no canary value {ctx.detail()}")
+    metric = ctx.check.metric
     if minimum is not None and value < minimum:
-        return _Bound("Fail", f"{ctx.name} {_fmt(value)} < min {minimum:g} {ctx.detail()}")
+        return _Bound("Fail", f"{ctx.name} {_fmt(value, metric)} < min {_fmt(minimum, metric)} {ctx.detail()}")
     if maximum is not None and value > maximum:
-        return _Bound("Fail", f"{ctx.name} {_fmt(value)} > max {maximum:g} {ctx.detail()}")
-    return _Bound("Pass", f"{ctx.name} {_fmt(value)} within bounds {ctx.detail()}")
+        return _Bound("Fail", f"{ctx.name} {_fmt(value, metric)} > max {_fmt(maximum, metric)} {ctx.detail()}")
+    return _Bound("Pass", f"{ctx.name} {_fmt(value, metric)} within bounds {ctx.detail()}")
 
 
 def _max_ratio(ctx: _CheckContext, max_ratio: float) -> _Bound:
@@ -184,13 +191,14 @@ def _max_ratio(ctx: _CheckContext, max_ratio: float) -> _Bound:
     if stable <= 0.0:
         # No ratio to a zero: the canary is no worse only if it is zero (or less) too.
         if canary <= stable:
-            return _Bound("Pass", f"{ctx.name} {_fmt(canary)} <= stable {ctx.detail()}")
-        return _Bound("Inconclusive", f"{ctx.name} {_fmt(canary)}: stable is 0, no ratio {ctx.detail()}")
+            return _Bound("Pass", f"{ctx.name} {_fmt(canary, ctx.check.metric)} <= stable {ctx.detail()}")
+        return _Bound("Inconclusive",
+                      f"{ctx.name} {_fmt(canary, ctx.check.metric)}: stable is 0, no ratio {ctx.detail()}")
     ratio = canary / stable
+    shown = _fmt(canary, ctx.check.metric)
     if ratio > max_ratio:
-        return _Bound("Fail", f"{ctx.name} {_fmt(canary)} is {ratio:.3g}x stable > maxRatio {max_ratio:g} "
-                              f"{ctx.detail()}")
-    return _Bound("Pass", f"{ctx.name} {_fmt(canary)} is {ratio:.3g}x stable <= maxRatio {max_ratio:g} {ctx.detail()}")
+        return _Bound("Fail", f"{ctx.name} {shown} is {ratio:.3g}x stable > maxRatio {max_ratio:g} {ctx.detail()}")
+    return _Bound("Pass", f"{ctx.name} {shown} is {ratio:.3g}x stable <= maxRatio {max_ratio:g} {ctx.detail()}")
 
 
 def _check_bounds(ctx: _CheckContext) -> list[_Bound]:
@@ -243,7 +251,8 @@ def analyse(analysis: Analysis, canary: RevisionSample | None, stable: RevisionS
         return IntervalResult("Inconclusive", checks, None)
     results = tuple(_run_check(check, canary, stable, analysis.min_samples) for check in analysis.checks)
     failed = next((result for result in results if result.verdict == "Fail"), None)
-    return IntervalResult(combine([result.verdict for result in results]), results, failed)
+    # Our own checks wrote these verdicts: they are Verdicts (status only reads them as open strings).
+    return IntervalResult(combine([cast(Verdict, result.verdict) for result in results]), results, failed)
 
 
 def fixed_threshold_verdict(analysis: Analysis, canary: RevisionSample | None,

@@ -6,17 +6,22 @@ from datetime import datetime
 
 from ..api.spec import ModelDeploymentSpec
 from ..api.status import (
+    MAX_RECENT_EVENTS,
+    MAX_REJECTED_REVISIONS,
     FailureReason,
     ModelDeploymentStatus,
     Phase,
+    RecordedEvent,
     RejectedRevision,
     RetiringRevision,
     RevisionState,
     RevisionStatus,
     RolloutProgress,
 )
+from ..formatting import count
 from .conditions import for_phase
-from .model import EventRecord, Failure, Observed, Plan, RevisionPlan
+from .failures import revision_failure
+from .model import EventRecord, Failure, Observed, Plan, RevisionPlan, Role
 
 PROGRESS_REQUEUE_SECONDS = 5.0
 MAX_KEPT_REVISIONS = 10
@@ -44,7 +49,10 @@ class Builder:
         return (self.observed.now - parse_time(text)).total_seconds()
 
     def event(self, warning: bool, reason: str, message: str) -> None:
-        self.plan.events.append(EventRecord("Warning" if warning else "Normal", reason, message))
+        record = EventRecord("Warning" if warning else "Normal", reason, message[:1024], self.now)
+        self.plan.events.append(record)
+        self.status.recent_events = [*self.status.recent_events, RecordedEvent(
+            type=record.type, reason=reason, message=record.message, at=self.now)][-MAX_RECENT_EVENTS:]
 
     def set_revision_state(self, name: str, hash_: str, state: RevisionState, digest: str | None = None) -> None:
         for entry in self.status.revisions:
@@ -65,19 +73,38 @@ class Builder:
             if entry.name == revision and entry.state in ("Pending", "Canary"):
                 entry.state = "Superseded"
 
-    def serve_stable(self, stable: str, hash_: str, render: bool) -> None:
-        self.plan.revisions.append(RevisionPlan(stable, hash_, "stable", None, render))
+    def serve_stable(self, stable: str, hash_: str, render: bool, role: Role = "stable") -> None:
+        self.plan.revisions.append(RevisionPlan(stable, hash_, role, None, render))
         self.plan.hpa_target = stable
         self.plan.weights[stable] = 100
 
     def progress(self, candidate: str) -> RolloutProgress:
         progress = self.status.rollout
         if progress is None or progress.revision != candidate:
-            progress = RolloutProgress(revision=candidate, started_at=self.now)
+            progress = RolloutProgress(revision=candidate, started_at=self.now, progressed_at=self.now)
             self.status.rollout = progress
             self.status.analysis = None
             self.event(False, "RevisionCreated", f"rolling out revision {candidate}")
         return progress
+
+    def failure_of(self, revision: str, spec: ModelDeploymentSpec) -> Failure | None:
+        """Why `revision` is not ready (see failures.revision_failure), timed from its rollout's start."""
+        progress = self.status.rollout
+        waited = self.seconds_since(progress.started_at) if progress is not None else 0.0
+        return revision_failure(self.observed, revision, waited, spec.rollout.image_pull_grace_seconds)
+
+    def progressed(self) -> None:
+        """The rollout moved on (a stage, a step, gates passed, more pods ready): the deadline restarts."""
+        if self.status.rollout is not None:
+            self.status.rollout.progressed_at = self.now
+
+    def note_ready(self, revision: str) -> None:
+        """More ready pods of the rolling-out revision count as progress, as in a Deployment."""
+        progress = self.status.rollout
+        state = self.observed.deployments.get(revision)
+        if progress is not None and state is not None and state.ready_replicas > progress.ready_replicas:
+            progress.ready_replicas = state.ready_replicas
+            self.progressed()
 
     def reject(self, candidate: str, hash_: str, failure: Failure) -> None:
         """Record the rejection and drop the candidate; traffic goes (or stays) on the stable."""
@@ -85,6 +112,7 @@ class Builder:
         status.rejected_revisions = [entry for entry in status.rejected_revisions if entry.spec_hash != hash_]
         status.rejected_revisions.append(RejectedRevision(revision=candidate, spec_hash=hash_, reason=failure.reason,
                                                           message=failure.message, at=self.now))
+        status.rejected_revisions = status.rejected_revisions[-MAX_REJECTED_REVISIONS:]
         self.set_revision_state(candidate, hash_, "RolledBack")
         self.retire(candidate)
         self.plan.revisions = [plan for plan in self.plan.revisions if plan.revision != candidate]
@@ -130,16 +158,26 @@ class Builder:
 
 
 def deadline_passed(builder: Builder, progress: RolloutProgress, spec: ModelDeploymentSpec) -> bool:
+    """No progress for progressDeadlineSeconds (as a Deployment's deadline, not a total budget)."""
     if progress.paused_at is not None:
         return False  # a paused rollout waits for its user, not for the clock
-    return builder.seconds_since(progress.started_at) >= spec.rollout.progress_deadline_seconds
+    since = progress.progressed_at or progress.started_at
+    return builder.seconds_since(since) >= spec.rollout.progress_deadline_seconds
 
 
 def deadline_failure(failure: Failure | None, spec: ModelDeploymentSpec) -> Failure:
     deadline = spec.rollout.progress_deadline_seconds
     reason: FailureReason = failure.reason if failure else "ProgressDeadline"
     detail = f": {failure.message}" if failure else ""
-    return Failure(reason, f"not promoted within progressDeadlineSeconds ({deadline}s){detail}", True)
+    return Failure(reason, f"no progress for progressDeadlineSeconds ({deadline}s){detail}", True)
+
+
+def labelled_stable(observed: Observed) -> str | None:
+    """The newest owned Deployment labelled role=stable: the stable revision when status lost it."""
+    labelled = [state for state in observed.deployments.values() if state.role == "stable"]
+    if not labelled:
+        return None
+    return max(labelled, key=lambda state: (state.created_at, state.revision)).revision
 
 
 def ready(observed: Observed, revision: str, wanted: int) -> bool:
@@ -157,5 +195,6 @@ def waiting_message(observed: Observed, revision: str, failure: Failure | None, 
     state = observed.deployments.get(revision)
     ready_count = state.ready_replicas if state else 0
     target = wanted if wanted is not None else (state.replicas if state and state.replicas is not None else "?")
-    text = f"waiting for revision {revision}: {ready_count}/{target} pods ready"
+    pods = count(target, "pod") if isinstance(target, int) else f"{target} pods"
+    text = f"waiting for revision {revision}: {ready_count}/{pods} ready"
     return f"{text} ({failure.reason}: {failure.message})" if failure else text

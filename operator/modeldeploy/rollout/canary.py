@@ -12,6 +12,8 @@ progress deadline rolls back: traffic returns to the stable, the canary is remov
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from dataclasses import replace
 from datetime import timedelta
@@ -19,6 +21,7 @@ from datetime import timedelta
 from ..api.spec import ModelDeploymentSpec
 from ..api.status import AnalysisStatus
 from ..api.types import parse_duration
+from ..formatting import count, timestamp
 from .analysis import analyse
 from .builder import (
     PROGRESS_REQUEUE_SECONDS,
@@ -31,7 +34,6 @@ from .builder import (
     stable_replicas,
     waiting_message,
 )
-from .failures import revision_failure
 from .model import Failure, Observed, Plan, RevisionPlan
 
 GATE_RETRY_SECONDS = 1.0
@@ -42,16 +44,20 @@ def canary_replicas(stable: int, weight: int) -> int:
     return max(1, min(stable, math.ceil(stable * weight / 100)))
 
 
-def effective_weight(observed: Observed, spec: ModelDeploymentSpec, stable: str, candidate: str, weight: int) -> int:
-    """What the router really gives the canary: a route weight, or the ready-replica ratio of a Service."""
-    if spec.rollout.traffic.router == "gatewayAPI":
-        return weight
-    canary_state, stable_state = observed.deployments.get(candidate), observed.deployments.get(stable)
-    canary_ready = canary_state.ready_replicas if canary_state else 0
-    stable_ready = stable_state.ready_replicas if stable_state else 0
-    if weight == 0 or canary_ready + stable_ready == 0:
-        return 0
-    return round(100 * canary_ready / (canary_ready + stable_ready))
+def steps_hash(spec: ModelDeploymentSpec) -> str:
+    """Identity of the step list, as Argo's currentStepHash: an edit mid-rollout restarts the steps."""
+    steps = [step.to_dict() for step in spec.rollout.steps]
+    return hashlib.sha256(json.dumps(steps, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def analysis_run(observed: Observed) -> str:
+    """Names the interval being measured (revision, step, its start): one sample per run."""
+    progress = observed.status.rollout
+    if progress is None:
+        return ""
+    analysis = observed.status.analysis
+    start = (analysis.last_run if analysis and analysis.last_run else None) or progress.step_started_at or ""
+    return f"{progress.revision}/{progress.step}/{start}"
 
 
 def analysis_due_in(observed: Observed, spec: ModelDeploymentSpec) -> float | None:
@@ -79,13 +85,17 @@ def _apply_intent(builder: Builder, candidate: str, hash_: str) -> Plan | None:
         return builder.finish("RolledBack", "Aborted", f"revision {candidate} aborted by request")
     if intent.action == "pause" and progress.paused_at is None:
         progress.paused_at = builder.now
+        progress.paused_reason = "Paused"
         builder.event(False, "Paused", f"rollout of {candidate} paused")
     elif intent.action == "resume" and progress.paused_at is not None:
         paused_for = builder.seconds_since(progress.paused_at)
         progress.started_at = _shift(progress.started_at, paused_for)
         if progress.step_started_at:
             progress.step_started_at = _shift(progress.step_started_at, paused_for)
-        progress.paused_at = None
+        progress.paused_at = progress.paused_reason = None
+        builder.progressed()
+        if builder.status.analysis is not None:
+            builder.status.analysis.consecutive_inconclusive = 0
         builder.event(False, "Resumed", f"rollout of {candidate} resumed")
     elif intent.action == "promote":
         progress.stage = "Promoting"
@@ -103,26 +113,59 @@ def _rollback(builder: Builder, candidate: str, hash_: str, failure: Failure) ->
     return builder.finish("RolledBack", failure.reason, f"revision {candidate} rolled back: {failure.message}")
 
 
+def _metrics_unavailable(builder: Builder, candidate: str, why: str) -> None:
+    """No data is not a verdict: hold the step and the deadline until the provider answers again."""
+    previous = builder.status.analysis or AnalysisStatus()
+    if previous.metrics_unavailable_since is None:
+        builder.event(True, "MetricsUnavailable", f"analysis of {candidate} holds: {why}")
+    builder.status.analysis = previous.model_copy(update={
+        "last_run": builder.now, "metrics_unavailable_since": previous.metrics_unavailable_since or builder.now})
+    builder.progressed()
+
+
 def _analyse(builder: Builder, spec: ModelDeploymentSpec, candidate: str, hash_: str) -> Plan | None:
     """Fold this round's samples (if the reconciler fetched any) into status.analysis."""
     samples = builder.observed.samples
     if samples is None:
         return None
+    if samples.unavailable is not None:
+        _metrics_unavailable(builder, candidate, samples.unavailable)
+        return None
     result = analyse(spec.rollout.analysis, samples.canary, samples.stable)
     builder.plan.verdicts.append(result.verdict)
     previous = builder.status.analysis or AnalysisStatus()
+    if previous.metrics_unavailable_since is not None:
+        builder.event(False, "MetricsAvailable", f"analysis of {candidate} resumed: metrics are available again")
     analysis = AnalysisStatus(
         passed_intervals=previous.passed_intervals + (result.verdict == "Pass"),
-        # Inconclusive intervals (too little traffic, no metrics) neither break nor extend a failure streak.
+        # Inconclusive intervals (too little traffic) neither break nor extend a failure streak.
         consecutive_failures={"Fail": previous.consecutive_failures + 1, "Pass": 0}.get(
             result.verdict, previous.consecutive_failures),
-        last_run=builder.now, verdict=result.verdict, checks=list(result.checks))
+        consecutive_inconclusive=previous.consecutive_inconclusive + 1 if result.verdict == "Inconclusive" else 0,
+        last_run=builder.now, verdict=result.verdict, checks=list(result.checks),
+        baselines=samples.baselines or previous.baselines)
     builder.status.analysis = analysis
     if result.verdict == "Fail" and analysis.consecutive_failures >= spec.rollout.analysis.failure_limit:
         failed = result.failed
         detail = failed.message if failed else "analysis failed"
         return _rollback(builder, candidate, hash_, Failure(
             "AnalysisFailed", f"{analysis.consecutive_failures} failed intervals in a row: {detail}", True))
+    if analysis.consecutive_inconclusive >= spec.rollout.analysis.inconclusive_limit:
+        return _inconclusive(builder, spec, candidate, hash_, analysis)
+    return None
+
+
+def _inconclusive(builder: Builder, spec: ModelDeploymentSpec, candidate: str, hash_: str,
+                  analysis: AnalysisStatus) -> Plan | None:
+    """Too many intervals in a row without a verdict: pause for a person, or roll back (onInconclusive)."""
+    detail = next((check.message for check in analysis.checks if check.verdict == "Inconclusive"), "no verdict")
+    message = f"{analysis.consecutive_inconclusive} inconclusive intervals in a row: {detail}"
+    if spec.rollout.analysis.on_inconclusive == "rollback":
+        return _rollback(builder, candidate, hash_, Failure("AnalysisInconclusive", message, True))
+    progress = builder.status.rollout
+    assert progress is not None
+    progress.paused_at, progress.paused_reason = builder.now, "AnalysisInconclusive"
+    builder.event(True, "AnalysisInconclusive", f"rollout of {candidate} paused: {message}")
     return None
 
 
@@ -132,9 +175,13 @@ def _enter_step(builder: Builder, index: int, spec: ModelDeploymentSpec) -> None
     progress.stage = "Steps"
     progress.step = index
     progress.step_started_at = builder.now
+    progress.steps_hash = steps_hash(spec)
+    builder.progressed()
     previous = builder.status.analysis
     builder.status.analysis = AnalysisStatus(
         consecutive_failures=previous.consecutive_failures if previous else 0,
+        consecutive_inconclusive=previous.consecutive_inconclusive if previous else 0,
+        metrics_unavailable_since=previous.metrics_unavailable_since if previous else None,
         last_run=previous.last_run if previous else None,
         verdict=previous.verdict if previous else None,
         checks=previous.checks if previous else [])
@@ -164,17 +211,33 @@ def canary(builder: Builder, spec: ModelDeploymentSpec, stable: str, candidate: 
     stopped = _apply_intent(builder, candidate, hash_)
     if stopped is not None:
         return stopped
-    failure = revision_failure(observed, candidate)
+    failure = builder.failure_of(candidate, spec)
     if failure and failure.fatal:
         return _rollback(builder, candidate, hash_, failure)
     if deadline_passed(builder, progress, spec):
         return _rollback(builder, candidate, hash_, deadline_failure(failure, spec))
 
-    if progress.stage == "Starting":
-        return _starting(builder, spec, stable, candidate, hash_, failure)
+    builder.note_ready(candidate)
+    if progress.stage == "Steps" and progress.steps_hash != steps_hash(spec):
+        _steps_changed(builder, spec, candidate)
+        return _steps(builder, spec, stable, candidate, hash_, full_size, entered=True)
     if progress.stage == "Steps":
         return _steps(builder, spec, stable, candidate, hash_, full_size)
-    return _promoting(builder, spec, stable, stable_hash, candidate, hash_, full_size)
+    if progress.stage == "Promoting":
+        return _promoting(builder, spec, stable, stable_hash, candidate, hash_, full_size)
+    progress.stage = "Starting"  # a stage this operator does not know (a newer one wrote it): start over
+    return _starting(builder, spec, stable, candidate, hash_, failure)
+
+
+def _steps_changed(builder: Builder, spec: ModelDeploymentSpec, candidate: str) -> None:
+    """spec.rollout.steps was edited mid-rollout: the old index means nothing now, start them over."""
+    progress = builder.status.rollout
+    assert progress is not None
+    if progress.steps_hash is not None or progress.step >= len(spec.rollout.steps):
+        builder.event(False, "StepsChanged", f"the steps of {candidate}'s rollout changed: restarting them")
+        _enter_step(builder, 0, spec)
+    else:  # written by an operator that did not record the hash, and still in range: keep the step
+        progress.steps_hash = steps_hash(spec)
 
 
 def _route(builder: Builder, spec: ModelDeploymentSpec, stable: str, candidate: str, hash_: str,
@@ -182,7 +245,8 @@ def _route(builder: Builder, spec: ModelDeploymentSpec, stable: str, candidate: 
     plan = builder.plan
     plan.revisions.append(RevisionPlan(candidate, hash_, "canary", replicas, True))
     plan.weights = {stable: 100 - weight, candidate: weight}
-    builder.status.canary_weight = effective_weight(builder.observed, spec, stable, candidate, weight)
+    # What the router routes, not the wish: a Service realises a weight only through ready pods.
+    builder.status.canary_weight = builder.observed.routes.get(candidate, 0)
 
 
 def _starting(builder: Builder, spec: ModelDeploymentSpec, stable: str, candidate: str, hash_: str,
@@ -223,17 +287,27 @@ def _steps(builder: Builder, spec: ModelDeploymentSpec, stable: str, candidate: 
                 _enter_step(builder, progress.step + 1, spec)
             else:
                 progress.stage = "Promoting"
-                builder.event(False, "Promoting", f"all steps passed: scaling {candidate} to {full_size} pods")
+                builder.progressed()
+                builder.event(False, "Promoting", f"all steps passed: scaling {candidate} to {count(full_size, 'pod')}")
                 return _promoting(builder, spec, stable, None, candidate, hash_, full_size)
     weight = spec.rollout.steps[progress.step].weight
     _route(builder, spec, stable, candidate, hash_, weight, canary_replicas(full_size, weight))
     if progress.paused_at is not None:
-        return builder.finish("Paused", "Paused", f"rollout of {candidate} is paused at step {progress.step + 1}")
+        reason = progress.paused_reason or "Paused"
+        return builder.finish("Paused", reason, f"rollout of {candidate} is paused at step {progress.step + 1}"
+                              f"{' (analysis inconclusive)' if reason == 'AnalysisInconclusive' else ''}: "
+                              "kubectl modeldeploy resume")
     due = analysis_due_in(_observed_with(builder), spec)
     builder.plan.requeue_after = max(0.2, min(PROGRESS_REQUEUE_SECONDS, due if due is not None else 5.0))
-    verdict = builder.status.analysis.verdict if builder.status.analysis else None
+    analysis = builder.status.analysis
+    verdict = analysis.verdict if analysis else None
     message = (f"step {progress.step + 1}/{len(spec.rollout.steps)}: {weight}% to {candidate}"
                f"{f', last analysis {verdict}' if verdict else ''}")
+    if analysis is not None and analysis.metrics_unavailable_since is not None:
+        since = analysis.metrics_unavailable_since
+        return builder.finish("Progressing", "MetricsUnavailable",
+                              f"{message}; analysis holds: metrics unavailable since {timestamp(since)}",
+                              "MetricsUnavailable")
     return builder.finish("Progressing", "RolloutInProgress", message, "CanarySteps")
 
 

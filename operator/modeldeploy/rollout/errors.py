@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from ..api.status import Condition, ModelDeploymentStatus, Phase
+from ..api.status import MAX_RECENT_EVENTS, Condition, ModelDeploymentStatus, Phase, RecordedEvent
 from .builder import iso
 from .conditions import for_phase
 from .model import EventRecord
@@ -173,8 +173,8 @@ def failed_status(previous: ModelDeploymentStatus, error: ReconcileError, *, gen
     # stalled -> Failed; transient -> Reconciling (Ready=False, even while the stable keeps serving:
     # Available says that), the phase staying what it was.
     status.message = error.message
-    shown: Phase = "Failed" if error.stalled else (
-        previous.phase if previous.phase in ("Pending", "Progressing", "Paused") else "Pending")
+    unsettled: dict[str, Phase] = {"Pending": "Pending", "Progressing": "Progressing", "Paused": "Paused"}
+    shown: Phase = "Failed" if error.stalled else unsettled.get(previous.phase, "Pending")
     settled = previous.phase not in ("Pending", "Progressing", "Paused")
     if error.stalled:
         status.phase = "Failed"
@@ -183,5 +183,8 @@ def failed_status(previous: ModelDeploymentStatus, error: ReconcileError, *, gen
         status.phase = shown = "Progressing" if previous.stable_revision else "Pending"
     status.conditions = for_phase(status.conditions, phase=shown, reason=error.reason, message=error.message,
                                   available=status.ready_replicas > 0, generation=generation, now=iso(now))
-    events = [EventRecord("Warning", error.reason, error.message)] if is_new else []
+    events = [EventRecord("Warning", error.reason, error.message[:1024], iso(now))] if is_new else []
+    status.recent_events = [*status.recent_events, *(
+        RecordedEvent(type=event.type, reason=event.reason, message=event.message, at=event.at)
+        for event in events)][-MAX_RECENT_EVENTS:]
     return status, events

@@ -15,6 +15,8 @@ DIGEST_MISMATCH_EXIT_CODE = 3
 MODEL_LOAD_EXIT_CODE = 4
 CRASH_LOOP_RESTARTS = 3
 IMAGE_PULL_REASONS = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
+# A pull that may work on a retry (a registry's rate limit, a slow mirror): fatal only after a grace.
+RETRIED_PULL_REASONS = {"ErrImagePull", "ImagePullBackOff"}
 # modelserver: "load failed", ONNX Runtime: "Load model from X failed"; Triton: "failed to load", "poll failed".
 MODEL_LOAD_MARKERS = ("failed to load", "load failed", "model load", "load model from", "modelloadfailed",
                       "poll failed for model")
@@ -33,7 +35,7 @@ def _text(*parts: str | None) -> str:
 def _container_failure(pod: PodState, container: ContainerState) -> Failure | None:
     where = f"pod {pod.name} container {container.name}"
     if container.waiting_reason in IMAGE_PULL_REASONS:
-        fatal = container.waiting_reason != "ErrImagePull"  # the first pull error may be transient
+        fatal = container.waiting_reason not in RETRIED_PULL_REASONS  # see with_pull_grace
         return Failure("ImagePull", f"{where}: {container.waiting_reason}: {container.waiting_message or ''}".strip(),
                        fatal)
     code = container.terminated_exit_code
@@ -70,9 +72,16 @@ def replica_failure(deployment: DeploymentState | None) -> Failure | None:
     return Failure("FailedCreate", message, True)
 
 
-def revision_failure(observed: Observed, revision: str) -> Failure | None:
-    """The most telling failure of `revision`: its Deployment's, then its pods'."""
-    return classify(observed.pods_of(revision), observed.deployments.get(revision))
+def revision_failure(observed: Observed, revision: str, waited_seconds: float = 0.0,
+                     image_pull_grace_seconds: float = 0.0) -> Failure | None:
+    """The most telling failure of `revision`: its Deployment's, then its pods'. A pull that may
+    still work (ErrImagePull, ImagePullBackOff) turns fatal once the rollout has waited the grace."""
+    failure = classify(observed.pods_of(revision), observed.deployments.get(revision))
+    if failure is not None and failure.reason == "ImagePull" and not failure.fatal \
+            and waited_seconds >= image_pull_grace_seconds:
+        detail = f" (still failing after imagePullGraceSeconds, {image_pull_grace_seconds:g}s)"
+        return Failure("ImagePull", failure.message + detail, True)
+    return failure
 
 
 def classify(pods: list[PodState], deployment: DeploymentState | None = None) -> Failure | None:

@@ -35,12 +35,15 @@ def first_deploy(builder: Builder, spec: ModelDeploymentSpec, candidate: str, ha
     observed = builder.observed
     progress = builder.progress(candidate)
     builder.set_revision_state(candidate, hash_, "Pending", spec.model.digest)
-    builder.serve_stable(candidate, hash_, render=True)
+    # Labelled canary until promoted: a Deployment labelled stable always is one that served (that is
+    # how a lost status is rebuilt), and a first deploy is never planned while one exists.
+    builder.serve_stable(candidate, hash_, render=True, role="canary")
     state = observed.deployments.get(candidate)
     wanted = state.replicas if state and state.replicas is not None else spec.autoscaling.min_replicas
     if ready(observed, candidate, wanted):  # Healthy means every wanted pod serves, as kstatus reads it
         return builder.promote(None, None, candidate, hash_)
-    failure = revision_failure(observed, candidate)
+    builder.note_ready(candidate)
+    failure = builder.failure_of(candidate, spec)
     if (failure and failure.fatal) or deadline_passed(builder, progress, spec):
         failure = failure if failure and failure.fatal else deadline_failure(failure, spec)
         builder.reject(candidate, hash_, failure)
@@ -61,7 +64,8 @@ def replace(builder: Builder, spec: ModelDeploymentSpec, stable: str, candidate:
     if ready(observed, candidate, replicas):
         return builder.promote(stable, stable_hash, candidate, hash_)
     builder.serve_stable(stable, stable_hash, render=False)
-    failure = revision_failure(observed, candidate)
+    builder.note_ready(candidate)
+    failure = builder.failure_of(candidate, spec)
     if (failure and failure.fatal) or deadline_passed(builder, progress, spec):
         failure = failure if failure and failure.fatal else deadline_failure(failure, spec)
         builder.reject(candidate, hash_, failure)

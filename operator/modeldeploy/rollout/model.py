@@ -59,6 +59,7 @@ class DeploymentState:
     # The Deployment controller's ReplicaFailure condition (reason FailedCreate): why its ReplicaSet
     # cannot create pods, in the API server's words. None while pods can be created.
     replica_failure: str | None = None
+    created_at: str = ""  # metadata.creationTimestamp (RFC 3339 sorts as text)
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,9 @@ class AnalysisSamples:
 
     canary: RevisionSample | None
     stable: RevisionSample | None
+    unavailable: str | None = None  # the provider does not answer (why): hold, neither pass nor fail
+    # revision -> endpoint -> counters the next interval starts from (kept in status across restarts)
+    baselines: dict[str, dict[str, list[float]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,11 @@ class Observed:
     hpa_replicas: int | None = None  # the HPA's current desired replicas of the stable revision
     gates: GateResult | None = None
     samples: AnalysisSamples | None = None
+    # What the router routes now (revision -> percent), read from the routing objects: the truth
+    # about weights, as Flagger's GetRoutes. Empty: nothing routed yet (or not read).
+    routes: dict[str, int] = field(default_factory=dict)
+    # The operator's part of the pods (render.containers.template_identity): part of a revision's hash.
+    template: str = ""
 
     def pods_of(self, revision: str) -> list[PodState]:
         return [pod for pod in self.pods if pod.revision == revision]
@@ -124,6 +133,7 @@ class EventRecord:
     type: Literal["Normal", "Warning"]
     reason: str
     message: str
+    at: str = ""  # the transition's time (RFC 3339): with the object's uid, the Event's identity
 
 
 @dataclass(frozen=True)

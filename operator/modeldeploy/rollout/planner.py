@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ..api.spec import ModelDeploymentSpec
 from ..render.revision import revision_name, spec_hash
-from .builder import Builder, ready
+from .builder import Builder, labelled_stable, ready
 from .canary import analysis_due_in, canary
 from .immediate import first_deploy, replace, steady
 from .model import Needs, Observed, Plan
@@ -46,7 +46,7 @@ def _rejected(builder: Builder, hash_: str) -> Plan | None:
 def _candidate(observed: Observed) -> tuple[str, str] | None:
     if observed.spec is None or observed.problems:
         return None
-    hash_ = spec_hash(observed.spec)
+    hash_ = spec_hash(observed.spec, observed.template)
     return revision_name(observed.name, hash_), hash_
 
 
@@ -95,9 +95,18 @@ def _decide(builder: Builder, spec: ModelDeploymentSpec, candidate: str, hash_: 
     if rejected is not None:
         return rejected
     stable = status.stable_revision
-    if stable is not None and stable not in observed.deployments and stable != candidate:
-        stable = None  # its Deployment is gone and its spec with it: start over from the current spec
-        status.stable_revision = None
+    if stable not in observed.deployments:
+        # Status lost it (never written, or unreadable): the children still say what serves. A first
+        # deploy is never planned while an owned Deployment labelled stable exists.
+        labelled = labelled_stable(observed)
+        first = status.rollout.revision if status.rollout is not None else None
+        if labelled is not None and labelled != first:  # a first deploy's Deployment is labelled stable too
+            if labelled != stable:
+                builder.event(False, "StableRecovered", f"stable revision {labelled} recovered from its Deployment")
+            stable = labelled
+        elif stable != candidate:
+            stable = None  # its Deployment is gone and its spec with it: start over from the current spec
+        status.stable_revision = stable
     for name in observed.deployments:
         if name not in (stable, candidate):
             # e.g. a canary superseded by a newer spec mid-rollout: traffic leaves it now, pods later.

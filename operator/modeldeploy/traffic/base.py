@@ -31,9 +31,6 @@ class Router(Protocol):
     # (apiVersion, kind) of the routing object, named after the ModelDeployment: errors name it.
     child: tuple[str, str]
 
-    def reconcile(self) -> bool:
-        """Create or update the routing objects; True if anything was written."""
-
     def set_weights(self, weights: dict[str, int]) -> bool:
         """Route `weights` (revision -> percent, summing to 100); True if anything was written."""
 

@@ -33,11 +33,6 @@ class GatewayRouter:
     def __init__(self, target: RouterTarget) -> None:
         self.target = target
 
-    def reconcile(self) -> bool:
-        if self.target.kube.get(HTTPROUTE_API, "HTTPRoute", self.target.namespace, self.target.name) is not None:
-            return False
-        return self.set_weights({})
-
     def set_weights(self, weights: dict[str, int]) -> bool:
         _, changed = self.target.kube.apply(render_httproute(self.target, weights))
         return changed

@@ -1,16 +1,33 @@
 """The `service` router: one Service named after the ModelDeployment, no dependencies.
 
-With one serving revision the Service selects that revision's pods. With several, it selects
-every pod of the ModelDeployment and the weight is realised by the replica ratio (the planner
-sizes the canary), so the effective weight is what the ready endpoints give, not the wish.
+With one serving revision the Service selects that revision's pods. With several (a canary in
+progress) it selects the pods labelled `modeldeploy.dev/traffic=serving`, and the router writes
+that label on the pods of exactly the serving revisions: a superseded or rolled-back revision that
+keeps running for its scale-down delay loses the label, so it finishes its in-flight requests and
+gets no new ones. The weight is realised by the replica ratio (the planner sizes the canary), so
+`get_weights` reports what the ready, labelled endpoints give, not the wish.
+
+Order keeps at least one backend: pods are labelled before the Service selects by the label, and
+the Service selects one revision again before labels are left stale.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..kubeapi import KubeClient
-from ..render.labels import NAME_LABEL, REVISION_LABEL, selector
+from ..render.labels import NAME_LABEL, REVISION_LABEL, SERVING, TRAFFIC_LABEL, selector
 from ..render.service import render_main_service
 from .base import RouterTarget
+
+
+def _is_ready(pod: dict[str, Any]) -> bool:
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def _revision(pod: dict[str, Any]) -> str:
+    return str((pod["metadata"].get("labels") or {}).get(REVISION_LABEL, ""))
 
 
 class ServiceRouter:
@@ -23,42 +40,57 @@ class ServiceRouter:
     def kube(self) -> KubeClient:
         return self.target.kube
 
-    def _apply(self, revisions: list[str]) -> bool:
-        wanted = selector(self.target.name, revisions[0] if len(revisions) == 1 else None)
+    def _live(self) -> dict[str, Any] | None:
+        return self.kube.get("v1", "Service", self.target.namespace, self.target.name)
+
+    def _pods(self) -> list[dict[str, Any]]:
+        return [pod for pod in self.kube.list("v1", "Pod", self.target.namespace, selector(self.target.name))
+                if not pod["metadata"].get("deletionTimestamp")]
+
+    def _apply_selector(self, wanted: dict[str, str]) -> bool:
         desired = render_main_service(name=self.target.name, namespace=self.target.namespace,
                                       owner=self.target.owner, selector=wanted)
-        live = self.kube.get("v1", "Service", self.target.namespace, self.target.name)
+        live = self._live()
         if live is not None and live.get("spec", {}).get("selector") != wanted:
-            # A merge patch would keep the old revision key in the selector: replace the map.
+            # A merge patch would keep the old keys in the selector: replace the map.
             desired["spec"]["selector"] = {**{key: None for key in live["spec"].get("selector", {})}, **wanted}
         _, changed = self.kube.apply(desired)
         return changed
 
-    def reconcile(self) -> bool:
-        live = self.kube.get("v1", "Service", self.target.namespace, self.target.name)
-        if live is not None:
-            return False
-        return self._apply([])
+    def _label_pods(self, serving: set[str]) -> bool:
+        """The traffic label on the pods of `serving` revisions, and on no other pod."""
+        changed = False
+        for pod in self._pods():
+            has = (pod["metadata"].get("labels") or {}).get(TRAFFIC_LABEL) == SERVING
+            wants = _revision(pod) in serving
+            if has != wants:
+                patch = {"metadata": {"labels": {TRAFFIC_LABEL: SERVING if wants else None}}}
+                self.kube.merge_patch("v1", "Pod", self.target.namespace, pod["metadata"]["name"], patch)
+                changed = True
+        return changed
 
     def set_weights(self, weights: dict[str, int]) -> bool:
-        serving = sorted(revision for revision, weight in weights.items() if weight > 0)
-        return self._apply(serving)
+        serving = {revision for revision, weight in weights.items() if weight > 0}
+        if len(serving) == 1:
+            changed = self._apply_selector(selector(self.target.name, next(iter(serving))))
+            return self._label_pods(set()) or changed  # the label means nothing now: tidy it
+        labelled = self._label_pods(serving)
+        return self._apply_selector({**selector(self.target.name), TRAFFIC_LABEL: SERVING}) or labelled
 
     def get_weights(self) -> dict[str, int]:
-        live = self.kube.get("v1", "Service", self.target.namespace, self.target.name)
+        live = self._live()
         if live is None:
             return {}
-        chosen = live.get("spec", {}).get("selector", {})
+        chosen = live.get("spec", {}).get("selector") or {}
         if REVISION_LABEL in chosen:
             return {chosen[REVISION_LABEL]: 100}
-        deployments = self.kube.list("apps/v1", "Deployment", self.target.namespace,
-                                     {NAME_LABEL: self.target.name})
-        ready = {item["metadata"]["labels"][REVISION_LABEL]: int(item.get("status", {}).get("readyReplicas") or 0)
-                 for item in deployments}
+        ready: dict[str, int] = {}
+        for pod in self._pods():
+            labels = pod["metadata"].get("labels") or {}
+            if _is_ready(pod) and all(labels.get(key) == value for key, value in chosen.items()):
+                ready[_revision(pod)] = ready.get(_revision(pod), 0) + 1
         total = sum(ready.values())
-        if total == 0:
-            return {}
-        return _percentages(ready, total)
+        return _percentages(ready, total) if total else {}
 
 
 def _percentages(ready: dict[str, int], total: int) -> dict[str, int]:
@@ -69,3 +101,6 @@ def _percentages(ready: dict[str, int], total: int) -> dict[str, int]:
     for revision in sorted(exact, key=lambda r: exact[r] - floors[r], reverse=True)[:leftover]:
         floors[revision] += 1
     return floors
+
+
+__all__ = ["NAME_LABEL", "ServiceRouter"]

@@ -1,0 +1,95 @@
+"""API faults through the fault proxy during a canary: 500s, 409s, 429s, slow answers, dropped
+watches and 410 Gone. The canary still converges to the undisturbed end, and the operator does not
+hot-loop: its requests per second during the faults are counted at the proxy and bounded against an
+undisturbed canary of the same run.
+
+The bound, against an undisturbed canary of the same run (requests counted when they arrive at the
+proxy, the operator's and kopf's alike): under faults the mean rate is at most 2x the undisturbed
+mean, and the busiest second at most 2x the undisturbed busiest second. Retries with back-off add
+a few requests; a hot loop (retrying a 500 or a 409 at once, re-listing after every dropped watch)
+multiplies them.
+"""
+
+from __future__ import annotations
+
+import time
+
+from modeldeploy_sandbox.cluster import LocalCluster
+from modeldeploy_sandbox.faults import (
+    Delay,
+    DropWatch,
+    FaultProxy,
+    Gone,
+    Rule,
+    conflict,
+    server_error,
+    too_many_requests,
+)
+from modeldeploy_sandbox.loadgen import NO_ENDPOINT
+from modeldeploy_sandbox.sandbox import Sandbox
+from modeldeploy_sandbox.waiting import wait_until
+
+from .scenario import (
+    NAME,
+    EndpointWatch,
+    RequestRate,
+    canary_manifest,
+    child_problems,
+    promoted,
+    request_rate,
+    wait_explained,
+)
+
+FACTOR = 2.0
+
+
+def rollout(sb: Sandbox, proxy: FaultProxy, version: int, stable: str) -> tuple[str, RequestRate, float]:
+    """Roll out ``version`` to its promotion; the candidate, the operator's request rate meanwhile."""
+    began = time.monotonic()
+    sb.apply(canary_manifest(sb, version))
+    candidate = wait_until(lambda: (sb.status(NAME).get("rollout") or {}).get("revision") not in (None, stable)
+                           and sb.status(NAME)["rollout"]["revision"], timeout=60, message="the canary started")
+    wait_explained(sb, lambda: promoted(sb, candidate), 150, f"{candidate} promoted despite the faults")
+    ended = time.monotonic()
+    times = [s.at for s in proxy.requests() if began <= s.at <= ended]
+    return str(candidate), request_rate(times), ended - began
+
+
+def test_a_canary_converges_through_api_faults_without_a_hot_loop(
+        cluster: LocalCluster, bare_sandbox: Sandbox, proxy: FaultProxy) -> None:
+    sb = bare_sandbox
+    watched = rf"/namespaces/{sb.namespace}/"
+    with sb.run_operator(server=proxy.url), EndpointWatch(cluster, sb.namespace) as endpoints:
+        sb.apply(canary_manifest(sb, 1))
+        v1 = str(sb.wait_for(NAME, lambda s: s.get("phase") == "Healthy", 90, "v1 Healthy")["stableRevision"])
+        with sb.loadgen(NAME, rate=40, duration=400) as load:
+            v2, calm, calm_seconds = rollout(sb, proxy, 2, v1)
+            endpoints.reset_minimum()
+            # A storm of bounded size: each kind of fault a few times, spread over the canary by its
+            # probability. (A reconcile makes ~20 requests: a steady 8 % of 500s fails most of them,
+            # and the operator's back-off then rightly grows to 30 s.)
+            rules: list[Rule] = [
+                # Not Events (best effort; a lost one is no duplicate) and not watches (their own rules).
+                proxy.add(server_error(), path=r"^(?!.*/events$)", watch=False, times=8, probability=0.05),
+                proxy.add(conflict(), method="PATCH", path=r"/status$", times=3, probability=0.5),
+                proxy.add(too_many_requests(), method="GET", watch=False, times=3, probability=0.05),
+                proxy.add(Delay(1.5), method="GET", watch=False, times=10, probability=0.1),
+                proxy.add(DropWatch(after_events=1), watch=True, path=watched, times=4),
+                proxy.add(Gone(), watch=True, path=watched, times=3),
+            ]
+            assert proxy.drop_watches() >= 3  # the operator's open watches restart into the rules above
+            v3, stormy, stormy_seconds = rollout(sb, proxy, 3, v2)
+            proxy.clear()
+            report = load.stop()
+        problems = child_problems(sb)
+    print(f"\nundisturbed canary: {calm.total} requests in {calm_seconds:.1f}s = {calm.mean:.1f}/s, "
+          f"peak {calm.peak_per_second}/s\nunder faults:       {stormy.total} requests in {stormy_seconds:.1f}s = "
+          f"{stormy.mean:.1f}/s, peak {stormy.peak_per_second}/s; faults met {[r.hits for r in rules]}")
+    assert all(rule.hits >= 1 for rule in rules), [(type(r.fault).__name__, r.hits) for r in rules]
+    assert problems == []
+    assert stormy.peak_per_second <= FACTOR * calm.peak_per_second, (stormy, calm)
+    assert stormy.mean <= FACTOR * calm.mean, (stormy, calm)
+    assert endpoints.minimum, endpoints.empty
+    assert report.failures(NO_ENDPOINT) == 0, report
+    assert report.failures() == 0, f"requests to healthy revisions failed: {report}"
+    assert v3 != v2
