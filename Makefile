@@ -39,11 +39,11 @@ kube-oldest:
 	bash hack/kube/build.sh $(KUBE_OLDEST)
 
 # First run, measured on 2 cores: 35 s of installs (empty pip cache), the control plane's cold build
-# (about 5 min, see the README), then the demo itself (70-90 s). Later runs skip the first two.
+# (about 5 min, see the README), then the demo itself (50 s idle, up to 90 s busy). Later runs skip the first two.
 demo: install-demo
 	@echo "make demo [2/3]: the Kubernetes $(KUBE_VERSION) control plane (cached after the first build: about 5 min on 2 cores)"
 	@$(MAKE) --no-print-directory kube
-	@echo "make demo [3/3]: the demo on the local control plane (about 1.5 min; 'modeldeploy demo --quick': 30 s)"
+	@echo "make demo [3/3]: the demo on the local control plane (about 1 min; 'modeldeploy demo --quick': 30 s)"
 	$(VENV)/bin/modeldeploy demo
 
 sandbox: install-demo kube

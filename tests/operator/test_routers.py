@@ -90,7 +90,9 @@ def test_the_service_router_selects_one_revision_or_all_and_weighs_by_ready_pods
     assert router.set_weights({"resnet-bbbbb": 100}) is True
     wait_until(lambda: endpoint_revisions() == ["resnet-bbbbb"], timeout=30, message="b alone")
     pods = admin.list("v1", "Pod", sb.namespace, {"modeldeploy.dev/name": NAME})
-    assert not [pod for pod in pods if "modeldeploy.dev/traffic" in pod["metadata"]["labels"]]
+    labelled = {pod["metadata"]["labels"]["modeldeploy.dev/revision"] for pod in pods
+                if "modeldeploy.dev/traffic" in pod["metadata"]["labels"]}
+    assert labelled == {"resnet-bbbbb"}  # kept on the one serving: ready for the next canary
 
 
 def test_the_gateway_router_writes_weighted_backend_refs_the_real_crd_accepts(

@@ -7,8 +7,11 @@ keeps running for its scale-down delay loses the label, so it finishes its in-fl
 gets no new ones. The weight is realised by the replica ratio (the planner sizes the canary), so
 `get_weights` reports what the ready, labelled endpoints give, not the wish.
 
-Order keeps at least one backend: pods are labelled before the Service selects by the label, and
-the Service selects one revision again before labels are left stale.
+Order keeps at least one backend. The label is kept on the serving revision's pods while it serves
+alone too, so when a canary starts the stable's pods have carried it for long: the EndpointSlice
+controller, whose pod cache lags the API, never sees the label selector before the stable's labels
+(it would briefly find no endpoint). Only the canary's fresh pods can be late, which delays the
+canary's share, never the stable's.
 """
 
 from __future__ import annotations
@@ -73,7 +76,7 @@ class ServiceRouter:
         serving = {revision for revision, weight in weights.items() if weight > 0}
         if len(serving) == 1:
             changed = self._apply_selector(selector(self.target.name, next(iter(serving))))
-            return self._label_pods(set()) or changed  # the label means nothing now: tidy it
+            return self._label_pods(serving) or changed  # labelled ahead of the next canary
         labelled = self._label_pods(serving)
         return self._apply_selector({**selector(self.target.name), TRAFFIC_LABEL: SERVING}) or labelled
 
