@@ -230,7 +230,8 @@ def test_a_deleted_model_deployment_leaves_no_metric_series(sandbox: Sandbox) ->
     operator = sandbox.operator
     assert operator is not None
     series = f'name="{NAME}",namespace="{sandbox.namespace}"'
-    assert f"modeldeploy_phase{{{series},phase=\"Healthy\"}} 1.0" in operator.metrics()
+    healthy = f"modeldeploy_phase{{{series},phase=\"Healthy\"}} 1.0"
+    wait_until(lambda: healthy in operator.metrics(), timeout=10, message="the Healthy series (set after status)")
     sandbox.kube.delete(API_VERSION, KIND, sandbox.namespace, NAME)
     wait_until(lambda: series not in operator.metrics(), timeout=30,
                message="the phase and weight series of the deleted ModelDeployment removed")
