@@ -92,6 +92,19 @@ class Component:
         return ""
 
 
+
+def _end(component: Component, first: signal.Signals | None, grace: float) -> None:
+    """Send `first` to the component's process group (None: it already ended), SIGKILL after `grace`."""
+    if first is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(component.process.pid, first)
+    try:
+        component.process.wait(grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(component.process.pid, signal.SIGKILL)
+        component.process.wait(5.0)
+
 class ControlPlaneError(RuntimeError):
     pass
 
@@ -186,15 +199,7 @@ class ControlPlane:
             components = list(reversed(self.components.values()))
             self.components.clear()
         for component in components:
-            if component.alive():
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(component.process.pid, signal.SIGTERM)
-            try:
-                component.process.wait(5.0)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(component.process.pid, signal.SIGKILL)
-                component.process.wait(5.0)
+            _end(component, signal.SIGTERM if component.alive() else None, grace=5.0)
         if self._etcd_data is not None:
             shutil.rmtree(self._etcd_data, ignore_errors=True)
         if self._own_directory:
@@ -207,14 +212,7 @@ class ControlPlane:
         ready again (an etcd restart is over when the apiserver can read from it)."""
         component = self.components[name]
         began = time.monotonic()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(component.process.pid, signal.SIGKILL if kill else signal.SIGTERM)
-        try:
-            component.process.wait(10.0)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(component.process.pid, signal.SIGKILL)
-            component.process.wait(5.0)
+        _end(component, signal.SIGKILL if kill else signal.SIGTERM, grace=10.0)
         time.sleep(down_seconds)  # the outage itself: how long the component stays away
         self._spawn(name, component.argv, component.env)
         self._wait_healthy("kube-apiserver", self.port, "/readyz", time.monotonic() + timeout)

@@ -154,8 +154,7 @@ def test_rejected_revisions_are_capped() -> None:
         stable = [deployment(OLD, replicas=4, ready=4, role="stable")]
         world_status = status or World().status
         started = plan(observed(spec, world_status, stable))
-        rejected = plan(observed(spec, started.status.model_copy(
-            update={"intent": started.status.intent}), stable, seconds=1000))
+        rejected = plan(observed(spec, started.status, stable, seconds=1000))  # no progress: deadline
         status = rejected.status
     assert status is not None and len(status.rejected_revisions) == MAX_REJECTED_REVISIONS
     assert status.rejected_revisions[-1].revision.startswith("resnet-")
