@@ -835,7 +835,13 @@ def dims(shape: Sequence[int]) -> str:
     return "[ " + ", ".join(str(d) for d in shape) + " ]"
 
 
-def modelserver_server(paths: dict[str, Path], queue_delay_us: int, threads: int) -> Server:
+def modelserver_workers(requested: int = 0) -> int:
+    """``--workers`` for modelserver: as asked, else the machine's usable cores (what a container with
+    that CPU limit gets by default)."""
+    return requested or len(os.sched_getaffinity(0))
+
+
+def modelserver_server(paths: dict[str, Path], queue_delay_us: int, threads: int, workers: int = 0) -> Server:
     repo = RUN_DIR / "repos" / "modelserver"
     write_repo(repo, paths)
     for spec in MODELS:
@@ -876,7 +882,9 @@ def modelserver_server(paths: dict[str, Path], queue_delay_us: int, threads: int
             cmd += [flag, str(threads)]
             break
     if "--instances" in help_text.stdout:
-        cmd += ["--instances", "1"]  # one ORT session per model, like the peers' single instance
+        cmd += ["--instances", "1"]  # one ORT session per model and process, like the peers' single instance
+    if "--workers" in help_text.stdout:
+        cmd += ["--workers", str(modelserver_workers(workers))]
     return Server("modelserver", cmd, http, RUN_DIR / "logs" / "modelserver.log", metrics, env=env)
 
 
@@ -1090,6 +1098,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--queue-delay-us", type=int, default=200, help="dynamic/adaptive batching delay, all servers")
     p.add_argument("--threads", type=int, default=1, help="ORT intra-op threads per session, all contestants")
     p.add_argument(
+        "--modelserver-workers", type=int, default=0,
+        help="modelserver --workers (0: the machine's usable cores, as a container with that CPU limit defaults to)",
+    )  # fmt: skip
+    p.add_argument(
         "--mlserver-workers",
         type=int,
         default=1,
@@ -1143,6 +1155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "mlserver_parallel_workers": args.mlserver_workers,
         "triton_instance_group": "1 x KIND_CPU (python backend)",
         "modelserver_instances": 1,
+        "modelserver_workers": modelserver_workers(args.modelserver_workers),
         "request": f"batch-1, v2 REST {'binary' if args.binary else 'JSON'} tensors, keep-alive, closed loop",
         "client": f"{args.client}, 1 process, 1 connection per worker",
         "order": "all servers up; each point measured on every server back to back",
@@ -1185,7 +1198,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     contestants: list[tuple[str, Callable[[], Server], float]] = []
     if not args.skip_modelserver:
-        contestants.append(("modelserver", lambda: modelserver_server(paths, args.queue_delay_us, args.threads), 90))
+        contestants.append(
+            (
+                "modelserver",
+                lambda: modelserver_server(paths, args.queue_delay_us, args.threads, args.modelserver_workers),
+                90,
+            )
+        )
     if not args.skip_triton:
         contestants.append(("triton", lambda: triton_server(paths, args.queue_delay_us, args.threads), 180))
     if not args.skip_mlserver:

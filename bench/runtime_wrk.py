@@ -110,6 +110,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=1, help="repeat every point N times, interleaved (default 1)")
     p.add_argument("--queue-delay-us", type=int, default=200)
     p.add_argument("--models", default="mlp,cnn", help="comma-separated subset of mlp,cnn")
+    p.add_argument(
+        "--modelserver-workers",
+        type=int,
+        default=0,
+        help="modelserver --workers (0: the machine's usable cores, its default under that CPU limit)",
+    )
     args = p.parse_args(argv)
     if shutil.which("wrk") is None:
         print("wrk is not installed (Debian package 'wrk': apt-get install wrk)", file=sys.stderr)
@@ -132,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with contextlib.ExitStack() as stack:
         servers = []
         for make in (
-            lambda: rt.modelserver_server(paths, args.queue_delay_us, 1),
+            lambda: rt.modelserver_server(paths, args.queue_delay_us, 1, args.modelserver_workers),
             lambda: rt.triton_server(paths, args.queue_delay_us, 1),
         ):
             try:
@@ -145,6 +151,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"could not run a server: {exc}", file=sys.stderr)
                 return 2
             servers.append(server)
+        print(
+            f"modelserver --workers {rt.modelserver_workers(args.modelserver_workers)}; Triton: 1 model instance",
+            flush=True,
+        )
         print(f"load average at start: {Path('/proc/loadavg').read_text().split()[:3]}", flush=True)
         for spec in specs:
             for c in rt.CONCURRENCIES:

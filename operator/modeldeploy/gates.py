@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from .api.spec import ModelDeploymentSpec
-from .kubeapi import KubeClient
+from .caller_token import gate_headers
+from .kubeapi import KubeApiError, KubeClient
 from .outbound import METADATA_BODY_LIMIT, METRICS_BODY_LIMIT, OutboundError, Unreachable, request
 from .render import model_name
 from .rollout import GateResult, Observed
@@ -16,12 +18,12 @@ HTTP_PORT = 8000
 TIMEOUT_SECONDS = 5.0
 
 
-def _http(method: str, url: str, body: Any = None) -> Any:
+def _http(method: str, url: str, body: Any = None, auth: Mapping[str, str] | None = None) -> Any:
     data = json.dumps(body).encode() if body is not None else None
     # Metadata is small; an inference answer may carry real tensors: the larger cap.
     cap = METADATA_BODY_LIMIT if body is None else METRICS_BODY_LIMIT
     answer = request(method, url, body=data, max_bytes=cap, timeout=TIMEOUT_SECONDS,
-                     headers={"Content-Type": "application/json", "Accept": "application/json"})
+                     headers={"Content-Type": "application/json", "Accept": "application/json", **(auth or {})})
     return json.loads(answer or b"null")
 
 
@@ -64,9 +66,10 @@ def run_gates(kube: KubeClient, observed: Observed, spec: ModelDeploymentSpec, s
     model = model_name(spec, observed.name)
     canary_url, stable_url = (f"http://{ip}:{HTTP_PORT}/v2/models/{model}" for ip in (canary_ip, stable_ip))
     try:
+        auth = gate_headers(kube, spec, observed.namespace, observed.name)  # spec.access.requireToken
         notes = []
         if gates.signature:
-            problems = signature_differences(_http("GET", canary_url), _http("GET", stable_url))
+            problems = signature_differences(_http("GET", canary_url, auth=auth), _http("GET", stable_url, auth=auth))
             if problems:
                 return GateResult(False, "signature: " + "; ".join(problems))
             notes.append("signature matches the stable")
@@ -79,8 +82,8 @@ def run_gates(kube: KubeClient, observed: Observed, spec: ModelDeploymentSpec, s
                 return GateResult(False, f"smokeTest: ConfigMap {config_map['metadata']['name']} has no data keys")
             for key, text in entries:
                 request = golden_request(config_map["metadata"]["name"], key, text)
-                canary_out = _http("POST", f"{canary_url}/infer", request)
-                stable_out = _http("POST", f"{stable_url}/infer", request)
+                canary_out = _http("POST", f"{canary_url}/infer", request, auth)
+                stable_out = _http("POST", f"{stable_url}/infer", request, auth)
                 problems = output_differences(canary_out, stable_out, gates.smoke_test.tolerance)
                 if problems:
                     return GateResult(False, f"smokeTest {key}: " + "; ".join(problems))
@@ -88,7 +91,7 @@ def run_gates(kube: KubeClient, observed: Observed, spec: ModelDeploymentSpec, s
         return GateResult(True, ", ".join(notes))
     except BadGoldenRequest as error:
         return GateResult(False, str(error))
-    except Unreachable:
+    except (Unreachable, KubeApiError):  # a pod, or the TokenRequest API, not reachable now: retried
         return None
     except OutboundError as error:  # an HTTP error, a redirect, an oversize answer: the status code, never the body
         return GateResult(False, f"gates: {error}")

@@ -1,9 +1,11 @@
-"""kopf glue: one daemon per ModelDeployment runs the reconciler; watch events only wake it.
+"""kopf glue. kopf serves each ModelDeployment with a daemon (its lease: peering, sharding and
+deletion stop it); the reconciles run in the controller's worker pool, woken by the cache's watches.
 
-A single loop per object means a single writer per object (no handler races), and everything it
-needs lives in the API (status), so a restarted or failed-over operator carries on where it was.
-Deleting a ModelDeployment needs nothing of ours: the garbage collector removes the children (their
-ownerReferences), and kopf only stops the daemon before it releases its finalizer.
+The operator reads its objects from watch-fed stores (modeldeploy.cache), so a quiet object costs no
+request; one work queue and `MODELDEPLOY_RECONCILE_WORKERS` threads serve every object fairly
+(modeldeploy.controller). Deleting a ModelDeployment needs nothing of ours: the garbage collector
+removes the children (their ownerReferences), and kopf only stops the daemon before it releases its
+finalizer.
 Run with: `kopf run -m modeldeploy.handlers --all-namespaces` (the chart adds peering and liveness).
 """
 
@@ -15,33 +17,42 @@ from typing import Any
 
 import kopf
 
-from .api import GROUP, PLURAL, VERSION
+from .api import API_VERSION, GROUP, KIND, PLURAL, VERSION
+from .cache import Cache, CachedKubeClient, WatchedKind
+from .cache.store import slim_pod
+from .controller import Controller, Key, Lease
 from .kubeapi import KubeClient, NotFound
 from .metrics import forget_baselines
-from .reconciler import Context, Outcome, Reconciler
+from .ratelimit import RequestLimiter
+from .reconciler import Context, Reconciler
 from .render.labels import MANAGED_BY, MANAGED_BY_LABEL, NAME_LABEL
-from .rollout.errors import backoff_seconds
 from .settings import OperatorSettings
+from .sharding import shard_from_env
 from .telemetry import OperatorMetrics
-from .wakeups import (
-    WakeFilter,
-    child_fingerprint,
-    deployment_fingerprint,
-    model_deployment_fingerprint,
-    pod_fingerprint,
-)
 
 logger = logging.getLogger("modeldeploy")
+SHARD = shard_from_env()
+CACHE_SYNC_TIMEOUT_SECONDS = 120.0
 
-_state: dict[str, Any] = {"context": None, "settings": None}
-_wakers: dict[tuple[str, str], asyncio.Event] = {}
-_wake_filter = WakeFilter()
+_state: dict[str, Any] = {"context": None, "settings": None, "controller": None, "cache": None}
+
+
+def watched_kinds(shard_selector: str | None) -> list[WatchedKind]:
+    """The ModelDeployments (of this shard) and every kind of child, by the labels the operator puts on them."""
+    owned = {MANAGED_BY_LABEL: MANAGED_BY}
+    return [WatchedKind(API_VERSION, KIND, label_selector=shard_selector),
+            WatchedKind("v1", "Pod", owned, NAME_LABEL, transform=slim_pod),
+            *(WatchedKind(api_version, kind, owned, NAME_LABEL) for api_version, kind in (
+                ("apps/v1", "Deployment"), ("v1", "Service"),
+                ("autoscaling/v2", "HorizontalPodAutoscaler"), ("policy/v1", "PodDisruptionBudget"),
+                ("gateway.networking.k8s.io/v1", "HTTPRoute"), ("networking.k8s.io/v1", "NetworkPolicy")))]
 
 
 def use_context(context: Context | None, settings: OperatorSettings | None = None) -> None:
-    """Inject the API client etc. (tests and the sandbox); None: build from the environment on startup."""
-    _state["context"] = context
-    _state["settings"] = settings
+    """Inject the API client etc. (tests); None: build from the environment on startup."""
+    if _state["controller"] is not None:
+        _state["controller"].stop()
+    _state.update(context=context, settings=settings, controller=None, cache=None)
 
 
 def _context() -> Context:
@@ -52,9 +63,21 @@ def _context() -> Context:
     return context
 
 
-def _wake(namespace: str | None, name: str | None) -> None:
-    if namespace and name and (namespace, name) in _wakers:
-        _wakers[namespace, name].set()
+def _settings() -> OperatorSettings:
+    settings = _state["settings"]
+    return settings if isinstance(settings, OperatorSettings) else OperatorSettings()
+
+
+def _controller() -> Controller:
+    """The controller (started on first use when a test injected a context without kopf's startup)."""
+    controller = _state["controller"]
+    if controller is None:
+        settings = _settings()
+        controller = Controller(_context(), workers=settings.reconcile_workers, resync_seconds=settings.resync_seconds)
+        controller.start()
+        _state["controller"] = controller
+    assert isinstance(controller, Controller)
+    return controller
 
 
 @kopf.on.startup()
@@ -65,17 +88,11 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         prefix="modeldeploy.dev", key="last-handled-configuration")
     settings.posting.enabled = False  # we emit our own Events, one per transition
     settings.watching.server_timeout = 300
+    # kopf watches only this shard's ModelDeployments (server-side): otherwise it would take the finalizer
+    # off the objects of other shards, which their operators put back, for ever.
+    SHARD.configure_kopf(settings, GROUP, PLURAL)
     operator_settings = _state["settings"] or OperatorSettings.from_env()
     _state["settings"] = operator_settings
-    # Reconciles run in threads of kopf's own bounded executor, not asyncio's default one.
-    settings.execution.max_workers = operator_settings.reconcile_workers
-    _state["executor"] = settings.execution.executor
-    if _state["context"] is None:
-        kube = KubeClient.from_environment()
-        context = Context(kube=kube, images=operator_settings.images, metrics=OperatorMetrics())
-        if operator_settings.metrics_port:
-            context.metrics.serve(operator_settings.metrics_port)
-        _state["context"] = context
     if operator_settings.namespaced:
         # kopf would watch Namespace objects and stop serving one as soon as its deletion has
         # conditions, before those saying what remains appear (5 s later): nobody would then remove
@@ -83,7 +100,45 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         # Named namespaces need no scanning: no namespace or CRD watch, no cluster-scoped RBAC. The
         # resources are then discovered once, after this handler: wait until the CRD is served.
         settings.scanning.disabled = True
+    if _state["context"] is None:
+        if operator_settings.namespaced and not operator_settings.namespaces:
+            raise kopf.PermanentError("MODELDEPLOY_NAMESPACED is set but MODELDEPLOY_WATCH_NAMESPACES is empty: "
+                                      "name the namespaces of --namespace there too (the chart sets both)")
+        metrics = OperatorMetrics()
+        limiter = RequestLimiter(operator_settings.api_qps, operator_settings.api_burst)
+        kube = KubeClient.from_environment().limited(limiter, metrics.api_requests_observer())
+        if operator_settings.namespaced:
+            await _wait_for_crd(kube)
+        cache = Cache(kube, watched_kinds(SHARD.label_selector()),
+                      operator_settings.namespaces or None, on_event=lambda *event: _on_event(*event))
+        context = Context(kube=CachedKubeClient(kube, cache), images=operator_settings.images, metrics=metrics,
+                          owns=SHARD.owns)
+        _state.update(context=context, cache=cache)
+        cache.start()
+        if not await asyncio.to_thread(cache.wait_synced, CACHE_SYNC_TIMEOUT_SECONDS):
+            raise kopf.PermanentError("the watch caches did not sync: see the log for the list/watch errors")
+        controller = _controller()
+        metrics.watch_engine(queue=controller.queue, cache=cache, served=controller.served,
+                             throttled=lambda: limiter.waited_seconds)
+        if operator_settings.metrics_port:
+            metrics.serve(operator_settings.metrics_port)
+    elif operator_settings.namespaced:
         await _wait_for_crd(_context().kube)
+
+
+def _on_event(kind: str, event_type: str, obj: dict[str, Any]) -> None:
+    controller = _state["controller"]
+    if controller is not None:
+        controller.on_event(kind, event_type, obj)
+
+
+@kopf.on.cleanup()
+async def shut_down(**_: Any) -> None:
+    controller, cache = _state["controller"], _state["cache"]
+    if controller is not None:
+        controller.stop()
+    if cache is not None:
+        cache.stop()
 
 
 async def _wait_for_crd(kube: KubeClient) -> None:
@@ -94,96 +149,36 @@ async def _wait_for_crd(kube: KubeClient) -> None:
                                   "install crds/ (the Helm chart does); waiting for it", delay=10) from None
 
 
-async def _in_thread(reconciler: Reconciler, namespace: str, name: str) -> Outcome:
-    """One reconcile in kopf's executor. Cancelled (kopf gave up waiting), the daemon still waits for
-    the thread: it ends soon, since it writes nothing once the daemon is stopped (the fence)."""
-    running = asyncio.get_running_loop().run_in_executor(_state.get("executor"), reconciler.run_once, namespace, name)
+async def _until_idle(lease: Lease) -> None:
+    """A reconcile of a released key may still run in a worker: it writes nothing (the fence), and the
+    daemon (so kopf's finalizer removal) waits for it to end. Shielded: a cancelled daemon waits too."""
+    waiting = asyncio.ensure_future(asyncio.to_thread(lease.idle.wait))
     try:
-        return await asyncio.shield(running)
+        await asyncio.shield(waiting)
     except asyncio.CancelledError:
-        await asyncio.wait([running])
+        await asyncio.wait([waiting])
         raise
 
 
-async def _sleep(waker: asyncio.Event, stopped: kopf.DaemonStopped, timeout: float) -> None:
-    """Until a watch event wakes the object, the daemon is stopped, or `timeout` passes."""
-    woken = asyncio.ensure_future(waker.wait())
-    stopping = asyncio.ensure_future(stopped.wait())
-    try:
-        await asyncio.wait({woken, stopping}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in (woken, stopping):
-            waiter.cancel()
-
-
-@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10.0)
+@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10.0, **SHARD.kopf_filters())
 async def run_model_deployment(namespace: str | None, name: str, stopped: kopf.DaemonStopped, **_: Any) -> None:
+    """The object's lease: served by the worker pool from now until kopf stops this daemon."""
     assert namespace is not None  # ModelDeployments are namespaced
-    waker = _wakers.setdefault((namespace, name), asyncio.Event())
-    context = _context()
-    reconciler = Reconciler(context, stopped=stopped.is_set)
-    settings: OperatorSettings = _state["settings"] or OperatorSettings()
-    failures = 0  # consecutive failed reconciles: the back-off grows with them
+    key: Key = (namespace, name)
+    controller = _controller()
+    lease = controller.serve(key, stopped.is_set, Reconciler)
     try:
-        while not stopped:
-            waker.clear()  # before reading: a change during the reconcile wakes the next one
-            outcome = await _in_thread(reconciler, namespace, name)
-            requeue = outcome.requeue_after
-            if outcome.error is not None:
-                # Back off, never hot: a spec change still wakes the loop at once.
-                requeue = backoff_seconds(failures, outcome.error)
-                failures += 1
-                logger.info("reconcile %s/%s: retrying in %.0fs", namespace, name, requeue)
-            elif outcome.result == "ok":
-                failures = 0
-            await _sleep(waker, stopped, settings.resync_seconds if requeue is None else requeue)
+        await stopped.wait()
     finally:
-        _wakers.pop((namespace, name), None)
+        controller.release(key)
+        await _until_idle(lease)
         reason = stopped.reason
         if reason is not None and reason & kopf.DaemonStoppingReason.RESOURCE_DELETED:
-            forget(context, namespace, name)
+            forget(controller, namespace, name)
 
 
-def forget(context: Context, namespace: str, name: str) -> None:
+def forget(controller: Controller, namespace: str, name: str) -> None:
     """A deleted ModelDeployment leaves nothing in memory: metric series, wake fingerprints, baselines."""
-    context.metrics.forget(namespace, name)
-    _wake_filter.forget(namespace, name)
+    controller.context.metrics.forget(namespace, name)
+    controller.wake_filter.forget(namespace, name)
     forget_baselines(namespace, name)
-
-
-@kopf.on.event(GROUP, VERSION, PLURAL)
-async def wake_on_change(type: str | None, body: kopf.Body, namespace: str | None, name: str | None,
-                         **_: Any) -> None:
-    if _wake_filter.changed("ModelDeployment", type, dict(body), model_deployment_fingerprint(dict(body))):
-        _wake(namespace, name)
-
-
-@kopf.on.event("apps", "v1", "deployments", labels={MANAGED_BY_LABEL: MANAGED_BY})
-async def wake_on_deployment(type: str | None, body: kopf.Body, namespace: str | None, labels: kopf.Labels,
-                             **_: Any) -> None:
-    if _wake_filter.changed("Deployment", type, dict(body), deployment_fingerprint(dict(body))):
-        _wake(namespace, labels.get(NAME_LABEL))
-
-
-@kopf.on.event("", "v1", "pods", labels={MANAGED_BY_LABEL: MANAGED_BY})
-async def wake_on_pod(type: str | None, body: kopf.Body, namespace: str | None, labels: kopf.Labels,
-                      **_: Any) -> None:
-    # Pod failures (a digest mismatch, a crash) show on pods before their Deployment changes.
-    if _wake_filter.changed("Pod", type, dict(body), pod_fingerprint(dict(body))):
-        _wake(namespace, labels.get(NAME_LABEL))
-
-
-async def _wake_on_child(type: str | None, body: kopf.Body, namespace: str | None, labels: kopf.Labels,
-                         **_: Any) -> None:
-    kind = str(body.get("kind") or "")
-    if _wake_filter.changed(kind, type, dict(body), child_fingerprint(dict(body))):
-        _wake(namespace, labels.get(NAME_LABEL))
-
-
-# Every other owned kind, so that a deleted or edited child is put back at once, not at the resync.
-# (An HTTPRoute watch starts when the Gateway API CRDs are installed; until then kopf skips it.)
-for _group, _version, _plural in (("", "v1", "services"), ("autoscaling", "v2", "horizontalpodautoscalers"),
-                                  ("policy", "v1", "poddisruptionbudgets"),
-                                  ("gateway.networking.k8s.io", "v1", "httproutes")):
-    kopf.on.event(_group, _version, _plural, id=f"wake_on_{_plural}",
-                  labels={MANAGED_BY_LABEL: MANAGED_BY})(_wake_on_child)

@@ -23,7 +23,7 @@ import datetime
 import json
 import os
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import kubernetes.client
@@ -31,11 +31,13 @@ import kubernetes.config
 import urllib3
 
 from .live_match import is_subset  # re-exported: part of the client's contract
+from .ratelimit import RequestLimiter
 
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 
 Obj = dict[str, Any]
+RequestObserver = Callable[[str, int], None]  # (verb, HTTP status or 0): for the request metrics
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +69,7 @@ KINDS: dict[tuple[str, str], KindInfo] = {
     ("v1", "Event"): KindInfo("", "v1", "events"),
     ("autoscaling/v2", "HorizontalPodAutoscaler"): KindInfo("autoscaling", "v2", "horizontalpodautoscalers"),
     ("policy/v1", "PodDisruptionBudget"): KindInfo("policy", "v1", "poddisruptionbudgets"),
+    ("networking.k8s.io/v1", "NetworkPolicy"): KindInfo("networking.k8s.io", "v1", "networkpolicies"),
     ("gateway.networking.k8s.io/v1", "HTTPRoute"): KindInfo("gateway.networking.k8s.io", "v1", "httproutes"),
     ("serving.modeldeploy.dev/v1alpha1", "ModelDeployment"): KindInfo(
         "serving.modeldeploy.dev", "v1alpha1", "modeldeployments"
@@ -168,6 +171,8 @@ class KubeClient:
         api_client.user_agent = user_agent
         self._api, self._timeout = api_client, timeout
         self._write_guard: Callable[[], bool] | None = None
+        self._limiter: RequestLimiter | None = None
+        self._observer: RequestObserver | None = None
         # The operator knows its kinds (KINDS, which the chart's RBAC mirrors); tools may discover others.
         self._discovered: dict[tuple[str, str], KindInfo] | None = {} if discover else None
 
@@ -227,6 +232,46 @@ class KubeClient:
 
     # ----- transport -----
 
+    def limited(self, limiter: RequestLimiter | None, observer: RequestObserver | None = None) -> KubeClient:
+        """This client (sharing its connections) with a client-side rate limit and a request counter."""
+        clone = copy.copy(self)
+        clone._limiter, clone._observer = limiter, observer
+        return clone
+
+    def _send(self, method: str, path: str, body: Any, content_type: str, query: Sequence[tuple[str, str]],
+              accept: str, timeout: float | tuple[float, float]) -> Any:
+        if method != "GET" and self._write_guard is not None and self._write_guard():
+            raise Fenced(f"{method} {path} not sent: this operator is stopping or paused (peering)")
+        if self._limiter is not None:
+            self._limiter.acquire()
+        headers = {"Accept": accept}
+        if body is not None:
+            # Always explicit: the kubernetes client otherwise guesses json-patch for PATCH bodies.
+            headers["Content-Type"] = content_type
+        method, url, headers, body, _ = self._api.param_serialize(
+            method=method,
+            resource_path=path,
+            query_params=list(query) or None,
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        verb = "WATCH" if ("watch", "true") in query else method
+        try:
+            response = self._api.call_api(method, url, header_params=headers, body=body, _request_timeout=timeout)
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            self._observe(verb, 0)
+            raise KubeApiError(0, "ConnectionError", f"{method} {url}: {e}") from e
+        except kubernetes.client.ApiException as e:  # TLS failures and the like
+            self._observe(verb, int(e.status or 0))
+            raise KubeApiError(int(e.status or 0), "ConnectionError", str(e.reason)) from e
+        self._observe(verb, response.status)
+        return response
+
+    def _observe(self, verb: str, status: int) -> None:
+        if self._observer is not None:
+            self._observer(verb, status)
+
     def request(
         self,
         method: str,
@@ -242,34 +287,40 @@ class KubeClient:
         ``accept``: another JSON rendering, e.g. ``application/json;as=Table;v=v1;g=meta.k8s.io``
         (the rows ``kubectl get`` prints).
         """
-        if method != "GET" and self._write_guard is not None and self._write_guard():
-            raise Fenced(f"{method} {path} not sent: this operator is stopping or paused (peering)")
-        headers = {"Accept": accept}
-        if body is not None:
-            # Always explicit: the kubernetes client otherwise guesses json-patch for PATCH bodies.
-            headers["Content-Type"] = content_type
-        method, url, headers, body, _ = self._api.param_serialize(
-            method=method,
-            resource_path=path,
-            query_params=list(query) or None,
-            header_params=headers,
-            body=body,
-            auth_settings=["BearerToken"],
-        )
+        response = self._send(method, path, body, content_type, query, accept, self._timeout)
         try:
-            response = self._api.call_api(method, url, header_params=headers, body=body, _request_timeout=self._timeout)
             raw = response.read()
         except (urllib3.exceptions.HTTPError, OSError) as e:
-            raise KubeApiError(0, "ConnectionError", f"{method} {url}: {e}") from e
-        except kubernetes.client.ApiException as e:  # TLS failures and the like
-            raise KubeApiError(int(e.status or 0), "ConnectionError", str(e.reason)) from e
+            raise KubeApiError(0, "ConnectionError", f"{method} {path}: {e}") from e
         if not 200 <= response.status < 300:
             raise _error(response.status, raw or b"")
         return json.loads(raw) if raw else None
 
+    def watch(self, path: str, query: Sequence[tuple[str, str]], server_timeout: int) -> Iterator[Obj]:
+        """The events of one watch request (``{"type": ..., "object": ...}``), as the server sends them,
+        until it ends the request after ``server_timeout`` seconds (or the connection breaks)."""
+        query = [*query, ("watch", "true"), ("timeoutSeconds", str(server_timeout))]
+        response = self._send("GET", path, None, "application/json", query, "application/json",
+                              (self._timeout, server_timeout + 30.0))
+        if not 200 <= response.status < 300:
+            raise _error(response.status, response.read() or b"")
+        stream = response.response  # urllib3's response: read line by line, never the whole body
+        try:
+            for line in stream:
+                if line.strip():
+                    yield dict(json.loads(line))
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            raise KubeApiError(0, "ConnectionError", f"watch {path}: {e}") from e
+        finally:
+            stream.release_conn()
+
     # ----- CRUD -----
 
     def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> Obj | None:
+        return self.get_live(api_version, kind, namespace, name)
+
+    def get_live(self, api_version: str, kind: str, namespace: str | None, name: str) -> Obj | None:
+        """A GET from the API server, never from a cache."""
         try:
             return dict(self.request("GET", self.kind_info(api_version, kind).path(namespace, name)))
         except NotFound:
@@ -343,8 +394,8 @@ class KubeClient:
         if live is None:
             try:
                 return self.create(wanted), True
-            except AlreadyExists:  # created concurrently: fall through to the comparison
-                live = self.get(api_version, kind, namespace, name)
+            except AlreadyExists:  # created concurrently (or not ours, so not cached): compare with it
+                live = self.get_live(api_version, kind, namespace, name)
                 if live is None:
                     raise
         if is_subset(wanted, live):

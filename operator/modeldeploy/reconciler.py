@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from .access_policy import reconcile_network_policy
 from .api import API_VERSION, KIND
 from .api.spec import ModelDeploymentSpec
 from .api.types import parse_duration
@@ -36,6 +37,7 @@ from .rollout.builder import parse_time
 from .rollout.canary import analysis_run
 from .rollout.errors import ReconcileError, failed_status
 from .rollout.model import EventRecord
+from .settings import access_peers
 from .telemetry import OperatorMetrics
 from .traffic import RouterTarget, router_for
 
@@ -51,6 +53,8 @@ class Context:
     images: RuntimeImages = field(default_factory=RuntimeImages)
     metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    # Whether this replica's shard owns an object with these labels (relabelled away: not ours to write).
+    owns: Callable[[Mapping[str, str] | None], bool] = lambda labels: True
 
 
 @dataclass(frozen=True)
@@ -83,7 +87,8 @@ class Reconciler:
         obj: dict[str, Any] | None = None
         try:
             obj = self.kube.get(API_VERSION, KIND, namespace, name)
-            if obj is None or obj["metadata"].get("deletionTimestamp"):
+            if obj is None or obj["metadata"].get("deletionTimestamp") \
+                    or not self.context.owns(obj["metadata"].get("labels")):
                 return Outcome("ok", None)
             return Outcome("ok", self._reconcile(obj))
         except Conflict:  # only our guarded status write raises it bare (children's come wrapped)
@@ -105,7 +110,8 @@ class Reconciler:
         """Observe, plan, execute; seconds until the next reconcile is due (None: wait for a change)."""
         observed = observe(self.kube, obj, self.context.clock())
         if observed.spec is not None:  # the images a new revision would get: part of its identity
-            observed = replace(observed, template=template_identity(observed.spec, self.context.images))
+            observed = replace(observed, template=template_identity(observed.spec, self.context.images,
+                                                                       access_peers()))
         observed = self._with_inputs(self._with_routes(obj, observed))
         if self._replay is None:
             # A crash between a status write and its Events lost them: status still has them.
@@ -206,7 +212,7 @@ class Reconciler:
         if rev.render:
             desired = render_deployment(spec, name=owner.name, namespace=owner.namespace, revision=rev.revision,
                                         spec_hash=rev.spec_hash, role=rev.role, replicas=rev.replicas,
-                                        owner=owner, images=self.context.images)
+                                        owner=owner, images=self.context.images, peers=access_peers())
             if rev.replicas is None and live is None:
                 # The HPA owns the count from now on; it starts where autoscaling says.
                 desired["spec"]["replicas"] = spec.autoscaling.min_replicas
@@ -225,6 +231,7 @@ class Reconciler:
         owner = self._owner(obj)
         for rev in result.revisions:
             self._revision(owner, observed, spec, rev)
+        reconcile_network_policy(self.kube, self._apply, self._delete, owner, spec)  # spec.access
         if not result.weights and result.hpa_target is None:
             # Nothing serves (the first revision was rejected): no endpoint, HPA or PDB of nothing.
             router = router_for(RouterTarget(self.kube, owner, spec))

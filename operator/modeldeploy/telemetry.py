@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+if TYPE_CHECKING:
+    from .cache import Cache
+    from .workqueue import WorkQueue
 
 
 class OperatorMetrics:
@@ -24,6 +31,39 @@ class OperatorMetrics:
         self.phase = Gauge("modeldeploy_phase", "1 for the current phase of each ModelDeployment.",
                            ["namespace", "name", "phase"], registry=self.registry)
 
+        self.api_requests = Counter("modeldeploy_api_requests_total",
+                                    "Kubernetes API requests by verb and HTTP status code (0: no answer).",
+                                    ["verb", "code"], registry=self.registry)
+        self.queue_depth = Gauge("modeldeploy_workqueue_depth", "ModelDeployments waiting for a worker.",
+                                 registry=self.registry)
+        self.queue_timers = Gauge("modeldeploy_workqueue_timers", "ModelDeployments with a due timer pending.",
+                                  registry=self.registry)
+        self.served = Gauge("modeldeploy_served_objects", "ModelDeployments this replica serves.",
+                            registry=self.registry)
+        self.cache_objects = Gauge("modeldeploy_cache_objects", "Objects in the watch caches, by kind.", ["kind"],
+                                   registry=self.registry)
+        self.cache_relists = Gauge("modeldeploy_cache_relists", "Lists of the watch caches (first ones, 410s).",
+                                   registry=self.registry)
+        self.throttled_seconds = Gauge("modeldeploy_api_throttled_seconds",
+                                       "Time API requests waited for the client-side rate limit.",
+                                       registry=self.registry)
+
+    def api_requests_observer(self) -> Callable[[str, int], None]:
+        def observe(verb: str, code: int) -> None:
+            self.api_requests.labels(verb, str(code)).inc()
+        return observe
+
+    def watch_engine(self, *, queue: WorkQueue, cache: Cache, served: Callable[[], int],
+                     throttled: Callable[[], float]) -> None:
+        """Read the queue, caches and limiter at each scrape."""
+        self.queue_depth.set_function(lambda: len(queue))
+        self.queue_timers.set_function(queue.pending_timers)
+        self.served.set_function(served)
+        self.cache_relists.set_function(cache.relists)
+        self.throttled_seconds.set_function(throttled)
+        for _, kind in cache.stores:
+            self.cache_objects.labels(kind).set_function(_size_of(cache, kind))
+
     def forget(self, namespace: str, name: str) -> None:
         """Remove the series of a deleted ModelDeployment (they would report it forever otherwise)."""
         for gauge, names in ((self.canary_weight, ("namespace", "name")),
@@ -36,3 +76,7 @@ class OperatorMetrics:
 
     def serve(self, port: int, address: str = "0.0.0.0") -> None:
         start_http_server(port, addr=address, registry=self.registry)
+
+
+def _size_of(cache: Cache, kind: str) -> Callable[[], float]:
+    return lambda: cache.sizes().get(kind, 0)

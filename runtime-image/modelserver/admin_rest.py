@@ -20,7 +20,7 @@ from modelserver.errors import InvalidInput, ServingError
 from modelserver.log_settings import LogSettings
 from modelserver.repository_control import RepositoryControl
 from modelserver.rest import METHOD_NOT_ALLOWED, Reply, Route
-from modelserver.statistics import statistics
+from modelserver.statistics import server_statistics, statistics
 
 log = logging.getLogger("modelserver.admin")
 
@@ -137,7 +137,9 @@ class AdminApi:
         if kind == "stats":
             if method not in (b"GET", b"HEAD"):
                 return METHOD_NOT_ALLOWED
-            return _json(statistics(self.manager, r.model, r.version))
+            if self.manager.peer_stats is None:
+                return _json(statistics(self.manager, r.model, r.version))
+            return self._json_later(server_statistics(self.manager, r.model, r.version))
         if kind == "logging":
             if method in (b"GET", b"HEAD"):
                 return _json(self.log_settings.get())
@@ -174,6 +176,20 @@ class AdminApi:
         params = _parameters(obj)
         action = self.control.load if kind == "repo_load" else self.control.unload
         return self._later(action(r.model, params))
+
+    def _json_later(self, work: Coroutine[Any, Any, Any]) -> AdminPending:
+        """A JSON answer computed by a coroutine (statistics summed over worker processes)."""
+
+        def finish(fut: asyncio.Future[Any]) -> Reply:
+            exc = fut.exception()
+            if exc is None:
+                return _json(fut.result())
+            if isinstance(exc, ServingError):
+                return _error(exc)
+            log.error("statistics request failed", exc_info=exc)
+            return Reply(500, jsonio.dumps({"error": f"internal error: {type(exc).__name__}"}))
+
+        return asyncio.ensure_future(work), finish
 
     def _later(self, work: Coroutine[Any, Any, None]) -> AdminPending:
         def finish(fut: asyncio.Future[Any]) -> Reply:

@@ -9,7 +9,10 @@ import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from modelserver.access import AuthConfig
 
 log = logging.getLogger("modelserver.cli")
 
@@ -56,6 +59,55 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument("--drain-timeout", type=float, default=30.0, help="seconds to finish in-flight requests")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    add_worker_arguments(p)
+    add_auth_arguments(p)
+
+
+def add_auth_arguments(p: argparse.ArgumentParser) -> None:
+    """Access control: bearer tokens reviewed by the Kubernetes TokenReview API (modelserver.access)."""
+    p.add_argument(
+        "--auth-token-review", action="store_true",
+        help="refuse requests without the bearer token of an allowed caller (401/403); probes and /metrics stay open",
+    )  # fmt: skip
+    p.add_argument("--auth-audience", default="", help="audience callers' tokens must carry (the model's)")
+    p.add_argument(
+        "--auth-allow-namespace", action="append", default=[], metavar="NAMESPACE",
+        help="ServiceAccounts of this namespace may call (repeatable)",
+    )  # fmt: skip
+    p.add_argument(
+        "--auth-allow-service-account", action="append", default=[], metavar="NAMESPACE/NAME",
+        help="this ServiceAccount may call (repeatable)",
+    )  # fmt: skip
+    p.add_argument(
+        "--auth-service-account-dir", type=Path, default=Path("/var/run/secrets/kubernetes.io/serviceaccount"),
+        help="the server's own ServiceAccount token and ca.crt, used to call TokenReview",
+    )  # fmt: skip
+    p.add_argument(
+        "--auth-api-server", default="",
+        help="API server URL (default: https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT)",
+    )  # fmt: skip
+    p.add_argument("--auth-cache-seconds", type=float, default=60.0, help="how long a verdict is reused")
+    p.add_argument("--auth-cache-entries", type=int, default=10_000, help="verdicts kept at most (oldest go first)")
+
+
+def _workers(text: str) -> int:
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"--workers must be at least 1, got {n}")
+    return n
+
+
+def add_worker_arguments(p: argparse.ArgumentParser) -> None:
+    """Several server processes sharing the ports (modelserver.workers)."""
+    p.add_argument(
+        "--workers", type=_workers, default=None,
+        help="server processes sharing the HTTP/gRPC ports (default: the whole cores of the container's "
+             "CPU limit, 1 without a limit or with a GPU)",
+    )  # fmt: skip
+    # Set by the supervisor for its workers only.
+    p.add_argument("--worker-dir", type=Path, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--worker-channel-fd", type=int, default=None, help=argparse.SUPPRESS)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,7 +135,7 @@ def missing_runtime(command: str, error: ImportError) -> int:
     return 2
 
 
-def run_serve(args: argparse.Namespace) -> int:
+def run_serve(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
     from modelserver.logs import setup_logging
 
     try:
@@ -95,6 +147,16 @@ def run_serve(args: argparse.Namespace) -> int:
     from modelserver.response_cache import parse_cache_config
 
     setup_logging(args.log_level)
+    if args.worker_dir is None:
+        from modelserver.workers import resolve_workers, run_supervisor
+
+        try:
+            workers = resolve_workers(args)
+        except ValueError as exc:
+            print(f"modelserver: error: {exc}", file=sys.stderr)
+            return 2
+        if workers > 1:
+            return run_supervisor(args, argv, workers, _event_loop_runner())
     try:
         config = ServerConfig(
             model_repository=args.model_repository,
@@ -112,6 +174,10 @@ def run_serve(args: argparse.Namespace) -> int:
             drain_timeout_s=args.drain_timeout,
             model_control_mode=check_mode(args.model_control_mode),
             response_cache_bytes=parse_cache_config(args.cache_config),
+            auth=auth_config(args),
+            worker_dir=args.worker_dir,
+            worker_index=args.worker_index,
+            http_channel_fd=args.worker_channel_fd,
         )
     except ValueError as exc:  # e.g. a malformed MODELSERVER_FAULT_* value
         log.error("bad configuration", extra={"error": str(exc)})
@@ -123,6 +189,24 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"modelserver: error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def auth_config(args: argparse.Namespace) -> AuthConfig | None:
+    from modelserver.access import AuthConfig
+
+    if not args.auth_token_review:
+        if args.auth_allow_namespace or args.auth_allow_service_account or args.auth_audience:
+            raise ValueError("--auth-audience/--auth-allow-* need --auth-token-review")
+        return None
+    return AuthConfig(
+        audience=args.auth_audience,
+        service_account_dir=args.auth_service_account_dir,
+        api_server=args.auth_api_server,
+        namespaces=tuple(args.auth_allow_namespace),
+        service_accounts=tuple(args.auth_allow_service_account),
+        cache_seconds=args.auth_cache_seconds,
+        cache_entries=args.auth_cache_entries,
+    )
 
 
 def _event_loop_runner() -> Callable[[Coroutine[Any, Any, None]], None]:
@@ -140,7 +224,7 @@ def _event_loop_runner() -> Callable[[Coroutine[Any, Any, None]], None]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
-        return run_serve(args)
+        return run_serve(args, sys.argv[1:] if argv is None else argv)
     try:
         from modelserver import fetch as fetch_mod
     except ImportError as exc:

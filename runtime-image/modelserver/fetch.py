@@ -55,6 +55,11 @@ Errors
     7    ArtifactTooLarge         bigger than ``--max-bytes``
     8    RepositoryWriteFailed    the repository cannot be written (permissions, disk full)
     9    MissingDependency        ``s3://`` without boto3 installed
+    10   SignatureInvalid         ``--signature*`` given and the signature is missing, malformed,
+                                  untrusted or does not cover the artifact and ``--version``
+                                  (see ``modelserver.signature``)
+    11   DecryptionFailed         ``--decryption-key`` given and the artifact does not decrypt: wrong
+                                  key, corrupted or truncated ciphertext (see ``modelserver.decrypt``)
     143  Interrupted              SIGTERM/SIGINT during the fetch (staging is cleaned up)
     ===  =======================  ===========================================================
 """
@@ -83,6 +88,8 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any, NoReturn, Protocol
 
+from modelserver.signature import SignatureInvalid, SignaturePolicy, policy_from_args, verify_signature
+from modelserver.signature import add_arguments as add_signature_arguments
 from modelserver.source_credentials import CredentialsError, SourceCredentials, load_credentials, token_allowed
 
 __all__ = [
@@ -118,6 +125,7 @@ EXIT_DOWNLOAD = 6
 EXIT_TOO_LARGE = 7
 EXIT_WRITE = 8
 EXIT_DEPENDENCY = 9
+EXIT_SIGNATURE = 10
 EXIT_INTERRUPTED = 143
 
 #: Triton's default model file name per backend/platform.
@@ -131,6 +139,7 @@ DEFAULT_PVC_ROOT = "/mnt/pvc"
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 STAGING_PREFIX = ".modelserver-fetch-"
 CHUNK_SIZE = 1024 * 1024
+MAX_SIGNATURE_BYTES = 1024 * 1024  # a Sigstore bundle is a few KiB
 USER_AGENT = "modelserver-fetch/1"
 
 _DIGEST_RE = re.compile(r"^(?P<algo>[a-z0-9]+):(?P<hex>[0-9a-fA-F]+)$")
@@ -199,6 +208,10 @@ class WriteError(FetchError):
 
 class DependencyError(FetchError):
     reason, exit_code = "MissingDependency", EXIT_DEPENDENCY
+
+
+class SignatureError(FetchError):
+    reason, exit_code = "SignatureInvalid", EXIT_SIGNATURE
 
 
 class InterruptedFetch(FetchError):
@@ -704,6 +717,7 @@ def fetch_model(
     timeout: float = 30.0,
     pvc_root: str | os.PathLike[str] = DEFAULT_PVC_ROOT,
     credentials_dir: str | os.PathLike[str] | None = None,
+    signature: SignaturePolicy | None = None,
     log: Callable[[str], None] | None = None,
 ) -> Path:
     """Fetch ``uri`` into ``<repository>/<model>/<version>/<file>`` and return the file's path.
@@ -726,6 +740,7 @@ def fetch_model(
         timeout=timeout,
         pvc_root=pvc_root,
         credentials_dir=credentials_dir,
+        signature=signature,
         log=log,
     ).path
 
@@ -746,6 +761,7 @@ def fetch_model_detailed(
     timeout: float = 30.0,
     pvc_root: str | os.PathLike[str] = DEFAULT_PVC_ROOT,
     credentials_dir: str | os.PathLike[str] | None = None,
+    signature: SignaturePolicy | None = None,
     log: Callable[[str], None] | None = None,
 ) -> FetchResult:
     """Like :func:`fetch_model`, returning digest, size and whether an existing file was reused."""
@@ -827,11 +843,42 @@ def fetch_model_detailed(
             )
         if expected is None:
             say(f"WARNING: {source.description} was not verified (--allow-unverified); its digest is {actual}")
+        if signature is not None:
+            _check_signature(signature, partial, version, staging, pvc_root, timeout, credentials, say)
 
         _install(repo, staging, partial, model_dir, version_dir, target, config_text)
         return FetchResult(target, actual, size, reused=False)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _check_signature(
+    policy: SignaturePolicy,
+    artifact: Path,
+    version: str,
+    staging: Path,
+    pvc_root: str | os.PathLike[str],
+    timeout: float,
+    credentials: SourceCredentials | None,
+    log: Callable[[str], None],
+) -> None:
+    """Download the signature bundle from the model's source and verify it (modelserver.signature)."""
+    source = resolve_source(policy.uri, pvc_root=pvc_root, timeout=timeout, credentials=credentials)
+    bundle = staging / "signature.bundle"
+    try:
+        with bundle.open("wb") as out:
+            _download(source, out, max_bytes=MAX_SIGNATURE_BYTES, retries=3, backoff=1.0, free_bytes=None, log=log)
+    except NotFoundError:
+        raise SignatureError(f"no signature at {source.description}: the model is not signed") from None
+    except TooLargeError:
+        raise SignatureError(f"{source.description} is too large to be a model signature") from None
+    except OSError as exc:
+        raise WriteError(f"cannot write the signature: {exc.strerror or exc}") from None
+    try:
+        verify_signature(policy, bundle, artifact, version, staging)
+    except SignatureInvalid as exc:
+        raise SignatureError(str(exc)) from None
+    log(f"signature {source.description} verified for model version {version}")
 
 
 def _install(
@@ -971,6 +1018,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"also write a failure message here if the file exists (default {DEFAULT_TERMINATION_LOG}; '' to disable)",
     )
     parser.add_argument("--quiet", action="store_true", help="only print errors")
+    add_signature_arguments(parser)
+    parser.add_argument(
+        "--decryption-key",
+        default=None,
+        metavar="FILE",
+        help="the artifact is age-encrypted: decrypt it with this identity file after the digest (and signature) "
+        "checks, into REPO; needs --ciphertext-dir (see modelserver.decrypt)",
+    )
+    parser.add_argument(
+        "--ciphertext-dir", default=None, metavar="DIR", help="where the encrypted artifact is staged and verified"
+    )
+
+
+def _signature_policy(args: argparse.Namespace) -> SignaturePolicy | None:
+    try:
+        return policy_from_args(args, args.uri)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _raise_interrupted(signum: int, frame: FrameType | None) -> NoReturn:
@@ -991,7 +1056,16 @@ def run(args: argparse.Namespace) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(ValueError):  # not the main thread: leave handlers alone
                 previous[signum] = signal.signal(signum, _raise_interrupted)
-        result = fetch_model_detailed(
+        fetch = fetch_model_detailed
+        if getattr(args, "decryption_key", None):
+            if not args.ciphertext_dir:
+                raise UsageError("--decryption-key needs --ciphertext-dir")
+            try:
+                from modelserver.decrypt import decrypting_fetch  # it builds on this module
+            except ImportError as exc:
+                raise DependencyError(f"--decryption-key needs pyrage (the runtime extra): {exc}") from None
+            fetch = decrypting_fetch(args.decryption_key, args.ciphertext_dir)
+        result = fetch(
             args.uri,
             args.digest,
             args.into,
@@ -1006,6 +1080,7 @@ def run(args: argparse.Namespace) -> int:
             timeout=args.timeout,
             pvc_root=args.pvc_root,
             credentials_dir=getattr(args, "credentials_dir", None),
+            signature=_signature_policy(args),
             log=log,
         )
     except FetchError as exc:

@@ -19,7 +19,7 @@ from tritonclient.grpc import service_pb2 as pb
 
 from modelserver.admin_rest import region_not_found, trace_update
 from modelserver.errors import InvalidInput, ServingError
-from modelserver.statistics import statistics
+from modelserver.statistics import server_statistics
 
 if TYPE_CHECKING:
     from modelserver.log_settings import LogSettings
@@ -82,7 +82,7 @@ class ExtensionsMixin:
         self, request: pb.ModelStatisticsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelStatisticsResponse:
         try:
-            stats = statistics(self.manager, request.name, request.version)
+            stats = await server_statistics(self.manager, request.name, request.version)
         except ServingError as exc:
             await _fail(context, exc)
         return json_format.ParseDict(stats, pb.ModelStatisticsResponse())

@@ -23,9 +23,10 @@ import httptools
 
 from modelserver import jsonio
 from modelserver.admin_rest import ADMIN_KINDS, admin_route
-from modelserver.rest import NO_ROUTE, NOT_FOUND, Reply, RestApi, Route, route
+from modelserver.rest import NO_ROUTE, NOT_FOUND, Pending, Reply, RestApi, Route, route
 
 if TYPE_CHECKING:
+    from modelserver.access import RestGuard
     from modelserver.admin_rest import AdminApi
     from modelserver.batching import Scheduler
     from modelserver.models import LoadedModel
@@ -33,10 +34,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("modelserver.http")
 
 _REASONS = {
-    100: b"Continue", 200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method Not Allowed",
+    100: b"Continue", 200: b"OK", 400: b"Bad Request", 401: b"Unauthorized", 403: b"Forbidden",
+    404: b"Not Found", 405: b"Method Not Allowed",
     413: b"Payload Too Large", 500: b"Internal Server Error", 503: b"Service Unavailable",
 }  # fmt: skip
-_USED_HEADERS = frozenset({b"content-length", b"content-encoding", b"expect", b"inference-header-content-length"})
+_USED_HEADERS = frozenset({b"content-length", b"content-encoding", b"expect", b"inference-header-content-length",
+                           b"authorization"})
 _MAX_HEAD = 64 * 1024  # request line + headers; the body has its own limit
 _MAX_PIPELINED = 16  # stop reading from a client that queues more requests than this
 _ROUTE_CACHE_SIZE = 256  # distinct request URLs whose parsed Route is kept (cleared when full)
@@ -145,7 +148,8 @@ class HttpProtocol(asyncio.Protocol):
         is_infer = self.route.kind == "infer" and self.parser.get_method() == b"POST"
         if is_infer:
             self.model = self.api.lookup(self.route)
-        if self.too_large and not self.busy and not self.queue and self.transport is not None:
+        # With a guard the 413 waits for the body: an unauthenticated caller must not count as a model failure.
+        if self.too_large and not self.busy and not self.queue and self.transport is not None and not self.server.guard:
             # Declared too large and nothing pending on this connection: answer 413 now rather
             # than after the whole body. The body is still drained (and dropped) before closing,
             # so clients that send it anyway read the 413 instead of a connection reset.
@@ -209,13 +213,12 @@ class HttpProtocol(asyncio.Protocol):
         while self.queue and not self.busy:
             req = self.queue.popleft()
             try:
-                admin = self.server.admin
-                if req.route.kind in ADMIN_KINDS:
-                    result = admin.handle(req.method, req.route, req.body) if admin is not None else NOT_FOUND
-                else:
-                    result = self.api.handle(
-                        req.method, req.route, req.headers, req.body, req.too_large, req.t0, req.model
-                    )
+                guard = self.server.guard
+                if guard is None:
+                    result = self._dispatch(req)
+                else:  # access control (modelserver.access): refuse, or dispatch once the caller is allowed
+                    auth = req.headers.get(b"authorization")
+                    result = guard.screen(req.route.kind, auth, partial(self._dispatch, req))
             except Exception:  # handlers answer errors themselves; this is a last resort
                 log.exception("request handler crashed")
                 result = Reply(500, b'{"error":"internal error"}')
@@ -226,6 +229,12 @@ class HttpProtocol(asyncio.Protocol):
             self.busy = True
             self.server.active += 1
             fut.add_done_callback(partial(self._finished, req, finish))
+
+    def _dispatch(self, req: _Request) -> Reply | Pending:
+        admin = self.server.admin
+        if req.route.kind in ADMIN_KINDS:
+            return admin.handle(req.method, req.route, req.body) if admin is not None else NOT_FOUND
+        return self.api.handle(req.method, req.route, req.headers, req.body, req.too_large, req.t0, req.model)
 
     def _finished(
         self, req: _Request, finish: Callable[[asyncio.Future[Any]], Reply], fut: asyncio.Future[Any]
@@ -289,9 +298,10 @@ class HttpProtocol(asyncio.Protocol):
 
 
 class HttpServer:
-    def __init__(self, api: RestApi, admin: AdminApi | None = None) -> None:
+    def __init__(self, api: RestApi, admin: AdminApi | None = None, guard: RestGuard | None = None) -> None:
         self.api = api
         self.admin = admin  # statistics, repository, logging, shared-memory routes
+        self.guard = guard  # bearer-token access control (--auth-token-review), None: open
         self.connections: set[HttpProtocol] = set()
         self.routes: dict[bytes, Route] = {}  # URL -> parsed route (Routes are never mutated)
         self.active = 0

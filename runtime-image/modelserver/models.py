@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,10 @@ from modelserver.session import Array, ModelSession
 from modelserver.warmup import WarmupError, run_warmup, warmup_samples
 
 log = logging.getLogger("modelserver.models")
+
+
+def _always() -> bool:
+    return True
 
 
 class ModelLoadError(Exception):
@@ -64,11 +69,15 @@ class ModelManager:
         # (Triton's strict readiness).
         self.unavailable: dict[tuple[str, int], str] = {}
         self._loaded_all = False
+        # A worker of --workers N is ready only once every worker is (modelserver.workers).
+        self.ready_gate: Callable[[], bool] = _always
+        # With --workers N: every worker's counters summed (the statistics extension answers with them).
+        self.peer_stats: Callable[[], Awaitable[ServerMetrics]] | None = None
         self.response_cache = ResponseCache(defaults.response_cache_bytes)
 
     @property
     def ready(self) -> bool:
-        return self._loaded_all and not self.unavailable
+        return self._loaded_all and not self.unavailable and self.ready_gate()
 
     @ready.setter
     def ready(self, value: bool) -> None:

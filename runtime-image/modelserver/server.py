@@ -13,15 +13,18 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import grpc
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from modelserver.access import AuthConfig, GrpcGuard, RestGuard, build_guard
 from modelserver.admin_rest import AdminApi
 from modelserver.faults import Faults
 from modelserver.grpc_service import InferenceService, add_to_server
+from modelserver.handoff import ConnectionReceiver
 from modelserver.http_server import HttpServer
 from modelserver.limits import DEFAULT_MAX_REQUEST_MEMORY, return_large_blocks_to_the_os
 from modelserver.log_settings import LogSettings
@@ -32,6 +35,8 @@ from modelserver.repository_control import RepositoryControl, check_mode
 from modelserver.response_cache import DEFAULT_CACHE_BYTES
 from modelserver.rest import RestApi
 from modelserver.session import select_providers
+from modelserver.worker_stats import gather, socket_path, worker_stats_app
+from modelserver.workers import READY_MARKER
 
 log = logging.getLogger("modelserver.server")
 
@@ -56,6 +61,13 @@ class ServerConfig:
     faults: Faults = field(default_factory=Faults.from_env)
     model_control_mode: str = "none"  # none | explicit (repository_control.py)
     response_cache_bytes: int = DEFAULT_CACHE_BYTES  # for models with response_cache { enable: true }
+    auth: AuthConfig | None = None  # bearer tokens checked by TokenReview (modelserver.access); None: open
+    # Set for a worker of ``--workers N`` (modelserver.workers): HTTP connections handed over by the
+    # supervisor, the gRPC port shared with SO_REUSEPORT, counters served on a Unix socket in this
+    # directory instead of the metrics port.
+    worker_dir: Path | None = None
+    worker_index: int = 0
+    http_channel_fd: int | None = None  # a worker's end of the supervisor's connection hand-off (handoff.py)
 
 
 class StartupError(Exception):
@@ -105,6 +117,7 @@ async def serve(
         entries = scan_repository(Path(config.model_repository))
         providers = select_providers(config.device)
         check_mode(config.model_control_mode)
+        guard = build_guard(config.auth) if config.auth is not None else None
     except Exception as exc:
         raise StartupError(str(exc)) from None
     if not entries:
@@ -127,28 +140,47 @@ async def serve(
     control = RepositoryControl(manager, Path(config.model_repository), config.model_control_mode)
     log_settings = LogSettings()
     grpc_service.attach(control, log_settings)
-    http_server = HttpServer(rest, AdminApi(control, log_settings))
-    metrics_app = web.Application()
-    metrics_app.router.add_get("/metrics", _metrics_handler(metrics))
+    http_server = HttpServer(rest, AdminApi(control, log_settings), RestGuard(guard) if guard else None)
+    worker = config.worker_dir is not None
+    receiver: ConnectionReceiver | None = None
+    if worker:
+        metrics_app = worker_stats_app(metrics)
+        manager.ready_gate = partial(Path.exists, Path(config.worker_dir or ".") / READY_MARKER)
+        manager.peer_stats = partial(gather, Path(config.worker_dir or "."))
+    else:
+        metrics_app = web.Application()
+        metrics_app.router.add_get("/metrics", _metrics_handler(metrics))
     metrics_runner = web.AppRunner(metrics_app, access_log=None)
     grpc_server = grpc.aio.server(
+        interceptors=[GrpcGuard(guard)] if guard else None,
         options=[
             ("grpc.max_receive_message_length", config.max_request_bytes),
             ("grpc.max_send_message_length", -1),
-            ("grpc.so_reuseport", 0),
+            ("grpc.so_reuseport", int(worker)),
         ]
     )
     add_to_server(grpc_server, grpc_service)
     try:
         await metrics_runner.setup()
-        metrics_site = web.TCPSite(metrics_runner, config.host, config.metrics_port)
-        handle.http_port = await http_server.start(config.host, config.http_port)
+        metrics_site: web.BaseSite = (
+            web.UnixSite(metrics_runner, str(socket_path(config.worker_dir, config.worker_index)))
+            if config.worker_dir is not None
+            else web.TCPSite(metrics_runner, config.host, config.metrics_port)
+        )
+        if config.http_channel_fd is not None:  # a worker: the supervisor owns the port
+            receiver = ConnectionReceiver(http_server, config.http_channel_fd)
+            receiver.start()
+            handle.http_port = config.http_port
+            if config.worker_dir is not None:  # the supervisor listens once every worker is here
+                (config.worker_dir / f"listening-{config.worker_index}").touch()
+        else:
+            handle.http_port = await http_server.start(config.host, config.http_port)
         await metrics_site.start()
         grpc_port = grpc_server.add_insecure_port(f"{_grpc_host(config.host)}:{config.grpc_port}")
         if grpc_port == 0:
             raise OSError(f"cannot bind gRPC port {config.grpc_port}")
         await grpc_server.start()
-        handle.metrics_port = _bound_port(metrics_site)
+        handle.metrics_port = 0 if worker else _bound_port(metrics_site)  # type: ignore[arg-type]
     except (OSError, RuntimeError) as exc:  # grpcio reports a failed bind as RuntimeError
         await grpc_server.stop(None)
         await http_server.shutdown(0)
@@ -168,6 +200,8 @@ async def serve(
         if load.done():
             load.result()  # re-raises a load failure
             log.info("ready", extra={"models": sorted(manager.entries)})
+            if config.worker_dir is not None:  # tell the supervisor (modelserver.workers)
+                (config.worker_dir / f"ready-{config.worker_index}").touch()
             if on_ready is not None:
                 on_ready(handle)
             await stopped
@@ -179,12 +213,16 @@ async def serve(
         stopped.cancel()
         log.info("draining")
         rest.accepting = grpc_service.accepting = False
+        if receiver is not None:
+            receiver.stop()
         # gRPC: refuse new RPCs now, give in-flight ones the drain timeout.
         grpc_stop = asyncio.create_task(grpc_server.stop(config.drain_timeout_s))
         await http_server.shutdown(config.drain_timeout_s)  # close listener, finish in-flight requests
         await grpc_stop
         await metrics_runner.cleanup()
         await manager.close()
+        if guard is not None:
+            await guard.close()
         log.info("stopped")
 
 

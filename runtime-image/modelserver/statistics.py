@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from modelserver.errors import InvalidInput, ServingError
-from modelserver.metrics import ModelStats
+from modelserver.metrics import ModelStats, ServerMetrics
 from modelserver.models import LoadedModel, ModelManager
 
 
@@ -49,7 +49,9 @@ def model_statistics(name: str, st: ModelStats) -> dict[str, Any]:
     }
 
 
-def statistics(manager: ModelManager, name: str = "", version: str = "") -> dict[str, Any]:
+def statistics(
+    manager: ModelManager, name: str = "", version: str = "", totals: ServerMetrics | None = None
+) -> dict[str, Any]:
     """Every loaded version of every model, of one model, or one version (Triton's URL forms).
 
     Raises ``InvalidInput`` (400 / INVALID_ARGUMENT, Triton's answer) for a model or version that
@@ -68,4 +70,18 @@ def statistics(manager: ModelManager, name: str = "", version: str = "") -> dict
         if not versions:  # unknown, or not loaded: Triton answers 400 / INVALID_ARGUMENT for both
             raise InvalidInput(f"requested model '{name}' is not available")
         selected = [m for _, m in sorted(versions.items())]
-    return {"model_stats": [model_statistics(m.name, m.stats) for m in selected]}
+    if totals is None:
+        return {"model_stats": [model_statistics(m.name, m.stats) for m in selected]}
+    return {
+        "model_stats": [
+            model_statistics(m.name, totals.models.get((m.name, str(m.version)), m.stats)) for m in selected
+        ]
+    }
+
+
+async def server_statistics(manager: ModelManager, name: str = "", version: str = "") -> dict[str, Any]:
+    """``statistics``, summed over every worker process when serving with ``--workers N``."""
+    own = statistics(manager, name, version)  # refuses an unknown model before asking anyone
+    if manager.peer_stats is None:
+        return own
+    return statistics(manager, name, version, await manager.peer_stats())

@@ -20,6 +20,8 @@ CHART = REPO / "charts" / "modeldeploy"
 RELEASE = "modeldeploy"
 RELEASE_NAMESPACE = "modeldeploy-system"
 RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
+# The pod label of a shard's operator Deployment (values `shards`).
+SHARD_POD_LABEL = "modeldeploy.dev/operator-shard"
 
 
 @functools.cache
@@ -49,11 +51,23 @@ def rbac_objects(values: Mapping[str, Any] | None = None) -> list[dict[str, Any]
     return objects
 
 
-def service_account(values: Mapping[str, Any] | None = None) -> str:
-    return next(obj["metadata"]["name"] for obj in render(values) if obj["kind"] == "ServiceAccount")
+def operator_deployment(values: Mapping[str, Any] | None = None, shard: str | None = None) -> dict[str, Any]:
+    """The operator Deployment; with the chart's ``shards``, the one of shard ``shard`` (by name)."""
+    deployments = [obj for obj in render(values) if obj["kind"] == "Deployment"]
+    if shard is None and len(deployments) == 1:
+        return deployments[0]
+    for deployment in deployments:
+        if deployment["metadata"]["labels"].get(SHARD_POD_LABEL) == shard:
+            return deployment
+    names = [d["metadata"]["labels"].get(SHARD_POD_LABEL) for d in deployments]
+    raise LookupError(f"the chart renders no operator Deployment of shard {shard!r}; its shards: {names}")
 
 
-def operator_container(values: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    deployment = next(obj for obj in render(values) if obj["kind"] == "Deployment")
-    containers: list[dict[str, Any]] = deployment["spec"]["template"]["spec"]["containers"]
+def service_account(values: Mapping[str, Any] | None = None, shard: str | None = None) -> str:
+    """The operator's ServiceAccount (with ``shards``: shard ``shard``'s own)."""
+    return str(operator_deployment(values, shard)["spec"]["template"]["spec"]["serviceAccountName"])
+
+
+def operator_container(values: Mapping[str, Any] | None = None, shard: str | None = None) -> dict[str, Any]:
+    containers: list[dict[str, Any]] = operator_deployment(values, shard)["spec"]["template"]["spec"]["containers"]
     return containers[0]

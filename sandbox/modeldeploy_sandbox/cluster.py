@@ -124,15 +124,15 @@ class LocalCluster:
 
     # ----- the operator, as the chart's ServiceAccount -----
 
-    def install_operator_rbac(self, values: Mapping[str, Any]) -> str:
-        """The chart's ServiceAccount and RBAC for ``values``; returns the ServiceAccount's name."""
+    def install_operator_rbac(self, values: Mapping[str, Any], shard: str | None = None) -> str:
+        """The chart's ServiceAccount(s) and RBAC for ``values``; returns the (``shard``'s) ServiceAccount's name."""
         if self.admin.get("v1", "Namespace", None, chart.RELEASE_NAMESPACE) is None:
             with contextlib.suppress(Exception):
                 self.admin.create({"apiVersion": "v1", "kind": "Namespace",
                                    "metadata": {"name": chart.RELEASE_NAMESPACE}})
         for obj in chart.rbac_objects(values):
             manifests.server_side_apply(self.admin, obj)
-        return chart.service_account(values)
+        return chart.service_account(values, shard)
 
     def service_account_kubeconfig(self, namespace: str, account: str, path: Path) -> Path:
         """A kubeconfig holding a TokenRequest token of ServiceAccount ``namespace/account``."""
@@ -146,35 +146,38 @@ class LocalCluster:
         path.write_text(yaml.safe_dump(document))
         return path
 
-    def operator_kubeconfig(self, values: Mapping[str, Any], path: Path | None = None) -> Path:
-        """The chart's RBAC for ``values`` applied, then a kubeconfig with its ServiceAccount's token."""
-        account = self.install_operator_rbac(values)
+    def operator_kubeconfig(self, values: Mapping[str, Any], path: Path | None = None,
+                            shard: str | None = None) -> Path:
+        """The chart's RBAC for ``values`` applied, then a kubeconfig with its (``shard``'s) ServiceAccount's token."""
+        account = self.install_operator_rbac(values, shard)
         path = path or self.directory / f"operator-{time.time_ns()}.kubeconfig"
         return self.service_account_kubeconfig(chart.RELEASE_NAMESPACE, account, path)
 
     @contextlib.contextmanager
     def operator(self, namespaces: Sequence[str] | None = None, *, values: Mapping[str, Any] | None = None,
                  server: str | None = None, env: Mapping[str, str] | None = None,
-                 peering: str | None = None, priority: int = 0) -> Iterator[OperatorProcess]:
+                 peering: str | None = None, priority: int = 0,
+                 shard: str | None = None) -> Iterator[OperatorProcess]:
         """The operator for ``namespaces`` (None: cluster-wide) until the block exits.
 
         ``values`` are extra chart values; ``server`` points the operator at another URL in front of the
         apiserver (the fault-injection proxy); ``peering``/``priority``: one replica of several (kopf
-        peering; the KopfPeering object must exist) instead of a standalone operator.
+        peering; the KopfPeering object must exist) instead of a standalone operator; ``shard``: with the
+        chart's ``shards`` in ``values``, that shard's Deployment, as its own ServiceAccount.
         """
         # The sandbox's Prometheus servers listen on 127.0.0.1 (any port): the chart's allow-list admits them.
         chart_values: dict[str, Any] = {"operator": {"logFormat": "plain"},
                                         "prometheus": {"allowedAddresses": ["http://127.0.0.1"]}, **(values or {})}
         if namespaces:
             chart_values["watchNamespaces"] = list(namespaces)
-        kubeconfig = self.operator_kubeconfig(chart_values)
+        kubeconfig = self.operator_kubeconfig(chart_values, shard=shard)
         if server is not None:
             document = yaml.safe_load(kubeconfig.read_text())
             document["clusters"][0]["cluster"]["server"] = server
             kubeconfig.write_text(yaml.safe_dump(document))
         with OperatorProcess(kubeconfig, chart_values=chart_values, proxy=self.network.url, env=env,
                              log_path=self.directory / f"operator-{time.time_ns()}.log",
-                             peering=peering, priority=priority) as process:
+                             peering=peering, priority=priority, shard=shard) as process:
             yield process
 
     def forbidden(self) -> list[str]:

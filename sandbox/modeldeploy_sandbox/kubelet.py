@@ -33,6 +33,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -264,7 +265,10 @@ class Kubelet:
         """One pass: start newly bound pods, stop deleted ones, step processes, write statuses."""
         now = time.time()
         self._heartbeat()
-        pods = [p for p in self.kube.list("v1", "Pod") if (p.get("spec") or {}).get("nodeName") in self.nodes]
+        # Bound pods only (as a kubelet's field selector): a thousand Pending ones cost nothing here.
+        answer = self.kube.request("GET", "/api/v1/pods", query=[("fieldSelector", "spec.nodeName!=")])
+        pods = [{"apiVersion": "v1", "kind": "Pod", **p} for p in answer.get("items") or []
+                if (p.get("spec") or {}).get("nodeName") in self.nodes]
         live = {_uid(p): p for p in pods if not _deleting(p)}
         for pod in live.values():
             self._admit(pod, now)
@@ -312,7 +316,7 @@ class Kubelet:
         try:
             runner = PodRunner(pod, pod_ip=pod_ip, host_ip=self.nodes[node_name].internal_ip,
                                root=self.workdir / uid, backoff=self.backoff, python=self.python,
-                               probe_period=self.probe_period)
+                               probe_period=self.probe_period, cluster_env=self._cluster_env())
         except BaseException:
             pool.release(pod_ip)
             raise
@@ -320,17 +324,62 @@ class Kubelet:
         self._revisions[uid] = (pod["metadata"].get("labels") or {}).get("modeldeploy.dev/revision")
         self._runners[uid] = runner
         self._mount_secrets(pod, runner)
+        self._mount_projected(pod, runner)
         runner.step(now)
 
     def _mount_secrets(self, pod: Mapping[str, Any], runner: PodRunner) -> None:
         """Secret volumes, as a kubelet mounts them: one file per key (the data is base64 in the API)."""
         namespace = pod["metadata"].get("namespace", "default")
         for volume in (pod.get("spec") or {}).get("volumes") or []:
+            if "configMap" in volume:  # ConfigMap volumes likewise (their data is plain text)
+                config_map = self.kube.get("v1", "ConfigMap", namespace, volume["configMap"]["name"]) or {}
+                for key, text in (config_map.get("data") or {}).items():
+                    (runner.volumes[volume["name"]] / key).write_text(text, encoding="utf-8")
             if "secret" not in volume:
                 continue
             secret = self.kube.get("v1", "Secret", namespace, volume["secret"]["secretName"]) or {}
             for key, encoded in (secret.get("data") or {}).items():
                 (runner.volumes[volume["name"]] / key).write_bytes(base64.b64decode(encoded))
+
+    def _cluster_env(self) -> dict[str, str]:
+        """KUBERNETES_SERVICE_HOST/PORT: the real API server (the sandbox has no Service routing)."""
+        url = urllib.parse.urlsplit(self.kube.host)
+        if url.hostname is None:
+            return {}
+        port = url.port or (443 if url.scheme == "https" else 80)
+        return {"KUBERNETES_SERVICE_HOST": url.hostname, "KUBERNETES_SERVICE_PORT": str(port)}
+
+    def _mount_projected(self, pod: Mapping[str, Any], runner: PodRunner) -> None:
+        """Projected volumes as a kubelet writes them: a ServiceAccount token bound to the pod (TokenRequest),
+        ConfigMap keys and the pod's namespace. The token is not refreshed: sandbox pods live minutes."""
+        meta, spec = pod["metadata"], pod.get("spec") or {}
+        namespace = meta.get("namespace", "default")
+        for volume in spec.get("volumes") or []:
+            for source in (volume.get("projected") or {}).get("sources") or []:
+                directory = runner.volumes[volume["name"]]
+                if "serviceAccountToken" in source:
+                    wanted = source["serviceAccountToken"]
+                    account = spec.get("serviceAccountName") or "default"
+                    request: dict[str, Any] = {
+                        "expirationSeconds": int(wanted.get("expirationSeconds", 3600)),
+                        "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": meta["name"],
+                                           "uid": meta.get("uid", "")}}
+                    if wanted.get("audience"):
+                        request["audiences"] = [wanted["audience"]]
+                    answer = self.kube.request(
+                        "POST", f"/api/v1/namespaces/{namespace}/serviceaccounts/{account}/token",
+                        body={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": request})
+                    (directory / str(wanted["path"])).write_text(answer["status"]["token"])
+                elif "configMap" in source:
+                    config_map = self.kube.get("v1", "ConfigMap", namespace, source["configMap"]["name"]) or {}
+                    data = config_map.get("data") or {}
+                    for item in source["configMap"].get("items") or [{"key": k, "path": k} for k in data]:
+                        if item["key"] in data:
+                            (directory / str(item["path"])).write_text(data[item["key"]])
+                elif "downwardAPI" in source:
+                    for item in source["downwardAPI"].get("items") or []:
+                        if (item.get("fieldRef") or {}).get("fieldPath") == "metadata.namespace":
+                            (directory / str(item["path"])).write_text(namespace)
 
     def _complete_deletion(self, namespace: str, name: str) -> None:
         body = {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0}

@@ -5,7 +5,8 @@
         op.log_tail()     # its log
 
 The command is the operator image's entrypoint (``kopf run -m modeldeploy.handlers``) with the
-arguments and environment the chart renders for ``chart_values``; only the cluster-specific parts
+arguments and environment the chart renders for ``chart_values`` (and ``shard=NAME``: that shard's
+Deployment, when the values have ``shards``); only the cluster-specific parts
 change: ``--standalone`` instead of peering (one replica; ``peering="modeldeploy", priority=N`` runs
 a replica that meets its peers in that KopfPeering, as the image's entrypoint does), loopback ports
 for metrics and liveness, ``KUBECONFIG`` for the ServiceAccount token the chart's RBAC grants, and
@@ -50,8 +51,10 @@ class OperatorProcess:
         log_path: Path | None = None,
         peering: str | None = None,
         priority: int = 0,
+        shard: str | None = None,
     ) -> None:
         self.kubeconfig, self.proxy = kubeconfig, proxy
+        self.shard = shard  # with the chart's `shards`: which shard's Deployment to run
         self.peering, self.priority = peering, priority
         self.chart_values = dict(chart_values or {})
         self.extra_env = dict(env or {})
@@ -61,7 +64,7 @@ class OperatorProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def command(self) -> tuple[list[str], dict[str, str]]:
-        container = chart.operator_container(self.chart_values)
+        container = chart.operator_container(self.chart_values, self.shard)
         args = [str(a) for a in container.get("args") or [] if not str(a).startswith(_POD_ONLY_ARGS)]
         scope = (["--standalone"] if self.peering is None
                  else [f"--peering={self.peering}", f"--priority={self.priority}"])

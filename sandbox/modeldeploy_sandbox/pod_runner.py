@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,6 +20,12 @@ from modeldeploy_sandbox.process import Launch, plan_launch
 from modeldeploy_sandbox.quantities import parse_quantity
 
 PROBE_PERIOD_S = 0.2
+# A kubelet backs emptyDir `medium: Memory` and Secret volumes with tmpfs; the sandbox uses the host's.
+TMPFS_ROOT = Path("/dev/shm")
+
+
+def memory_backed(volume: Mapping[str, Any]) -> bool:
+    return (volume.get("emptyDir") or {}).get("medium") == "Memory" or "secret" in volume
 
 
 class PodRunner:
@@ -37,13 +44,20 @@ class PodRunner:
         backoff: Backoff,
         python: str = sys.executable,
         probe_period: float = PROBE_PERIOD_S,
+        cluster_env: Mapping[str, str] | None = None,
     ) -> None:
         meta, spec = pod["metadata"], pod.get("spec") or {}
         self.namespace, self.name, self.uid = meta.get("namespace", "default"), meta["name"], meta.get("uid", "")
         self.spec: Mapping[str, Any] = spec
         self.pod_ip, self.host_ip = pod_ip, host_ip
         self.address, self.root, self.python = loopback_for(pod_ip), root, python
-        self.volumes = {str(v["name"]): root / "volumes" / str(v["name"]) for v in spec.get("volumes") or []}
+        self.cluster_env = dict(cluster_env or {})
+        volumes = spec.get("volumes") or []
+        # Memory-backed volumes live on tmpfs, outside `root` (which is disk): see remove_files.
+        self.memory_root = Path(tempfile.mkdtemp(prefix=f"modeldeploy-pod-{self.uid}-", dir=TMPFS_ROOT)) \
+            if any(memory_backed(v) for v in volumes) else None
+        self.volumes = {str(v["name"]): (self.memory_root if memory_backed(v) and self.memory_root else root)
+                        / "volumes" / str(v["name"]) for v in volumes}
         for directory in self.volumes.values():
             directory.mkdir(parents=True, exist_ok=True)
         self.started_at = time.time()
@@ -77,6 +91,7 @@ class PodRunner:
             pod_dir=self.root,
             attempt=attempt,
             python=self.python,
+            cluster_env=self.cluster_env,
         )
 
     # ----- lifecycle -----
@@ -135,6 +150,8 @@ class PodRunner:
 
     def remove_files(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
+        if self.memory_root is not None:
+            shutil.rmtree(self.memory_root, ignore_errors=True)
 
     # ----- status -----
 

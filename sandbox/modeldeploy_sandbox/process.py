@@ -95,6 +95,7 @@ def plan_launch(
     pod_dir: Path,
     attempt: int,
     python: str = sys.executable,
+    cluster_env: Mapping[str, str] | None = None,
 ) -> Launch:
     """Translate a container spec into a :class:`Launch` (raises :class:`UnsupportedContainer`)."""
     name = str(container["name"])
@@ -125,6 +126,8 @@ def plan_launch(
         "PYTHONUNBUFFERED": "1",
         # The sandbox is a test bed: MODELSERVER_FAULT_* set through runtime.env take effect here only.
         "MODELSERVER_TEST_FAULTS": "1",
+        # What every kubelet sets, enableServiceLinks or not: where the API server is (KUBERNETES_SERVICE_*).
+        **(cluster_env or {}),
     }
     for var in container.get("env") or []:
         if "value" in var:  # valueFrom (secrets, fields) is not supported in the sandbox

@@ -43,7 +43,8 @@ def test_dashboard_is_valid_and_has_the_panels() -> None:
     assert dashboard["uid"] and dashboard["title"] and dashboard["schemaVersion"] >= 36
     titles = [panel["title"] for panel in dashboard["panels"]]
     for wanted in ("Request rate", "Success rate", "Latency p99", "Queue time per request", "Canary weight",
-                   "Rollout outcomes"):
+                   "Rollout outcomes", "Operator work queue", "Reconcile latency p50 / p99", "Operator API requests",
+                   "Watch cache objects"):
         assert wanted in titles
     ids = [panel["id"] for panel in dashboard["panels"]]
     assert len(ids) == len(set(ids))
@@ -68,7 +69,10 @@ def test_dashboard_queries_only_existing_metrics() -> None:
         used |= names
     for needed in ("nv_inference_request_success", "nv_inference_request_failure",
                    "nv_inference_request_duration_seconds_bucket", "nv_inference_queue_duration_us",
-                   "modeldeploy_canary_weight", "modeldeploy_rollouts_total"):
+                   "modeldeploy_canary_weight", "modeldeploy_rollouts_total",
+                   # the operator at scale (issue 12): queue, latency, requests, cache
+                   "modeldeploy_workqueue_depth", "modeldeploy_reconcile_duration_seconds_bucket",
+                   "modeldeploy_api_requests_total", "modeldeploy_cache_objects"):
         assert needed in used
 
 

@@ -19,6 +19,10 @@ Where each rule comes from (checked against the code of modeldeploy and of kopf 
 * pods get/list/watch/patch: observe() lists the pods of a ModelDeployment (failure classification,
   targets); the service router labels the serving revisions' pods (modeldeploy.dev/traffic).
 * configmaps get: smoke-test golden inputs (gates.smokeTest.configMapRef).
+* networkpolicies get/list/watch/create/patch/delete: the NetworkPolicy of spec.access (access_policy.py:
+  applied, or deleted when spec.access is unset).
+* serviceaccounts/token create on the operator's own ServiceAccount only (a Role of its own, the one
+  rule with resourceNames): the gates' token for models with access.requireToken (caller_token.py).
 * events get/create: KubeClient.create_event (core/v1); kopf posts core/v1 events too (never events.k8s.io).
   A restarted operator GETs the Events it kept in status.recentEvents, to send the ones a crash lost.
 * kopf peering get/list/watch/patch: kopf watches the peering object and merge-patches its keep-alive;
@@ -50,6 +54,7 @@ NAMESPACED_RULES: set[Rule] = {
     ("", "pods", frozenset({"get", "list", "watch", "patch"})),
     ("", "configmaps", frozenset({"get"})),
     ("", "events", frozenset({"get", "create"})),
+    ("networking.k8s.io", "networkpolicies", frozenset({"get", "list", "watch", "create", "patch", "delete"})),
 }
 PEERING_VERBS = frozenset({"get", "list", "watch", "patch"})
 CRD_RULE: Rule = ("apiextensions.k8s.io", "customresourcedefinitions", frozenset({"get", "list", "watch"}))
@@ -65,15 +70,24 @@ def flatten(role: dict[str, Any]) -> set[Rule]:
     return rules
 
 
+def _caller_token(obj: dict[str, Any]) -> bool:
+    """The operator's Role (and binding) for a token of its own ServiceAccount (tests/chart/test_access.py)."""
+    return str(obj["metadata"]["name"]).endswith("-caller-token")
+
+
+def _roles(objects: list[dict[str, Any]], kind: str = "Role") -> list[dict[str, Any]]:
+    return [obj for obj in by_kind(objects, kind) if not _caller_token(obj)]
+
+
 def _all_roles(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return by_kind(objects, "ClusterRole") + by_kind(objects, "Role")
+    return by_kind(objects, "ClusterRole") + _roles(objects)
 
 
 def test_cluster_wide_rules_are_exactly_what_the_code_calls() -> None:
     (role,) = by_kind(render(), "ClusterRole")
     assert flatten(role) == NAMESPACED_RULES | {
         ("kopf.dev", "clusterkopfpeerings", PEERING_VERBS), CRD_RULE}
-    assert by_kind(render(), "Role") == []
+    assert _roles(render()) == []
 
 
 def test_watch_namespaces_mode_uses_roles_per_namespace_and_one_cluster_right() -> None:
@@ -86,11 +100,11 @@ def test_watch_namespaces_mode_uses_roles_per_namespace_and_one_cluster_right() 
     env = {e["name"]: e.get("value") for e in operator_container(objects)["env"]}
     assert env["MODELDEPLOY_NAMESPACED"] == "true"
     assert "MODELDEPLOY_NAMESPACED" not in {e["name"] for e in operator_container(render())["env"]}
-    roles = {role["metadata"]["namespace"]: role for role in by_kind(objects, "Role")}
+    roles = {role["metadata"]["namespace"]: role for role in _roles(objects)}
     assert set(roles) == {"ml", "risk"}
     for role in roles.values():
         assert flatten(role) == NAMESPACED_RULES | {("kopf.dev", "kopfpeerings", PEERING_VERBS)}
-    bindings = {binding["metadata"]["namespace"]: binding for binding in by_kind(objects, "RoleBinding")}
+    bindings = {binding["metadata"]["namespace"]: binding for binding in _roles(objects, "RoleBinding")}
     assert set(bindings) == {"ml", "risk"}
     for namespace, binding in bindings.items():
         assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",

@@ -72,14 +72,16 @@ def test_every_object_validates_against_kubernetes_1_30(values: dict[str, Any] |
 def test_default_render_has_exactly_the_core_objects() -> None:
     kinds = sorted(obj["kind"] for obj in render())
     assert kinds == sorted(["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment", "Service",
-                            "ClusterKopfPeering", "NetworkPolicy"])
+                            "ClusterKopfPeering", "NetworkPolicy",
+                            "Role", "RoleBinding"])  # the operator's own token for token-checked models
 
 
 def test_full_render_has_every_optional_object() -> None:
     objects = render(FULL_VALUES)
     kinds = sorted(obj["kind"] for obj in objects)
     assert kinds == sorted(["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "Role", "RoleBinding",
-                            "RoleBinding", "Deployment", "Service", "KopfPeering", "KopfPeering", "ServiceMonitor",
+                            "RoleBinding", "Role", "RoleBinding", "Deployment", "Service", "KopfPeering",
+                            "KopfPeering", "ServiceMonitor",
                             "PodMonitor", "ConfigMap", "NetworkPolicy", "NetworkPolicy", "NetworkPolicy"])
     assert {obj["metadata"]["namespace"] for obj in by_kind(objects, "KopfPeering")} == {"ml", "risk"}
 

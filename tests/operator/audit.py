@@ -26,6 +26,7 @@ class Call:
     name: str
     code: int
     user_agent: str
+    user: str = ""  # system:serviceaccount:<namespace>:<name>: tells the shards' operators apart
 
     @property
     def write(self) -> bool:
@@ -58,7 +59,7 @@ def operator_calls(cluster: LocalCluster, namespace: str, since: int = 0) -> lis
             continue
         calls.append(Call(event.get("verb", ""), ref.get("resource", ""), ref.get("subresource", ""),
                           ref.get("name", ""), int((event.get("responseStatus") or {}).get("code") or 0),
-                          event.get("userAgent", "")))
+                          event.get("userAgent", ""), (event.get("user") or {}).get("username", "")))
     return calls
 
 

@@ -45,23 +45,25 @@ def daemon_context(admin: KubeClient) -> Any:
     handlers.use_context(None)
 
 
-def test_the_daemon_exits_when_stopped_not_at_its_next_wake(daemon_context: None) -> None:
+def test_the_daemon_serves_its_key_until_stopped(daemon_context: None) -> None:
     async def scenario() -> None:
         flag: FlagSetter[Any] = FlagSetter()
-        # No such object: the reconcile ends at once and the daemon sleeps for the 300 s resync.
+        # No such object: the reconcile ends at once and the key waits for its 300 s resync.
         task = asyncio.create_task(handlers.run_model_deployment(
             namespace="default", name="absent", stopped=flag.async_waiter))
-        while ("default", "absent") not in handlers._wakers:  # the daemon registered
+        controller = handlers._controller()
+        while controller.lease(("default", "absent")) is None:  # the daemon took its lease
             await asyncio.sleep(0.01)
-        await asyncio.sleep(0.2)  # inside its sleep
         flag.set()
         await asyncio.wait_for(task, timeout=5)  # not 300 s, and not by cancellation
+        assert controller.lease(("default", "absent")) is None
+        assert controller.served() == 0
 
     asyncio.run(scenario())
 
 
-def test_a_cancelled_daemon_waits_for_its_reconcile_thread(daemon_context: None,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_cancelled_daemon_waits_for_its_running_reconcile(daemon_context: None,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     entered, release, finished = threading.Event(), threading.Event(), threading.Event()
 
     class Blocking:
@@ -83,10 +85,10 @@ def test_a_cancelled_daemon_waits_for_its_reconcile_thread(daemon_context: None,
         await asyncio.to_thread(entered.wait, 10)
         task.cancel()  # kopf's cancellation_timeout ran out
         done, _ = await asyncio.wait([task], timeout=0.5)
-        assert not done, "the daemon ended while its thread was still reconciling"
+        assert not done, "the daemon ended while its reconcile was still running"
         release.set()
         with pytest.raises(asyncio.CancelledError):
             await task
-        assert finished.is_set()  # the daemon ended only after the thread did
+        assert finished.is_set()  # the daemon ended only after the reconcile did
 
     asyncio.run(scenario())

@@ -101,7 +101,8 @@ def test_the_kinds_table_matches_the_apiservers_discovery(admin: KubeClient) -> 
     assert set(KINDS) == {
         ("apps/v1", "Deployment"), ("v1", "Service"), ("v1", "ConfigMap"), ("v1", "Pod"), ("v1", "Event"),
         ("autoscaling/v2", "HorizontalPodAutoscaler"), ("policy/v1", "PodDisruptionBudget"),
-        ("gateway.networking.k8s.io/v1", "HTTPRoute"), (MDEP_API, "ModelDeployment"),
+        ("gateway.networking.k8s.io/v1", "HTTPRoute"), ("networking.k8s.io/v1", "NetworkPolicy"),
+        (MDEP_API, "ModelDeployment"),
     }
     for (api_version, kind), info in KINDS.items():
         path = f"/apis/{api_version}" if "/" in api_version else f"/api/{api_version}"

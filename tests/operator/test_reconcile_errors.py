@@ -9,17 +9,15 @@ metric, back-off, and no exception escaping the daemon.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from prometheus_client import generate_latest
 
-from modeldeploy import handlers
 from modeldeploy import reconciler as reconciler_module
+from modeldeploy.controller import Controller
 from modeldeploy.kubeapi import KubeClient
 from modeldeploy.reconciler import Context, Reconciler
 from modeldeploy.rollout import Observed, Plan
@@ -89,7 +87,7 @@ def test_an_unreachable_apiserver_is_a_transient_error_not_an_exception(bare_san
     assert outcome.error.message.startswith("the API server could not be reached or did not answer: GET http://127.0.0.1:9/apis/")
 
 
-def test_a_bug_in_a_reconcile_stalls_with_an_event_and_the_daemon_backs_off(
+def test_a_bug_in_a_reconcile_stalls_with_an_event_and_the_controller_backs_off(
         bare_sandbox: Sandbox, kube: KubeClient, monkeypatch: pytest.MonkeyPatch) -> None:
     sb = bare_sandbox
     sb.apply(model_deployment(NAME, sb.artifacts.linear()))
@@ -101,30 +99,17 @@ def test_a_bug_in_a_reconcile_stalls_with_an_event_and_the_daemon_backs_off(
 
     monkeypatch.setattr(reconciler_module, "plan", broken_plan)
     context = Context(kube=kube)
-    handlers.use_context(context)
-
-    class Stopped:
-        """kopf's DaemonStopped, as the daemon reads it: true once three reconciles ran."""
-
-        reason = None
-
-        def __bool__(self) -> bool:
-            return len(planned) >= 3
-
-        def is_set(self) -> bool:
-            return bool(self)
-
-        async def wait(self) -> None:  # the loop checks it between reconciles: never set here
-            await asyncio.Event().wait()
-
-    daemon: Any = handlers.run_model_deployment  # kopf types it with every kwarg kopf passes
+    # The operator's engine as handlers run it: one worker, the key served until three reconciles ran.
+    controller = Controller(context, workers=1, resync_seconds=300)
+    controller.start()
     try:
-        asyncio.run(asyncio.wait_for(daemon(namespace=sb.namespace, name=NAME, stopped=Stopped()), timeout=30))
+        controller.serve((sb.namespace, NAME), stopped=lambda: len(planned) >= 3)
+        wait_until(lambda: len(planned) >= 3, timeout=30, message="three reconciles")
     finally:
-        handlers.use_context(None)
+        controller.stop()
 
     gaps = [later - earlier for earlier, later in itertools.pairwise(planned)]
-    assert gaps[0] >= 0.9 and gaps[1] >= 1.9, f"the daemon retried without back-off: {gaps}"
+    assert gaps[0] >= 0.9 and gaps[1] >= 1.9, f"the controller retried without back-off: {gaps}"
     status = sb.status(NAME)
     stalled = condition(status, "Stalled")
     assert stalled["status"] == "True" and stalled["reason"] == "OperatorError"

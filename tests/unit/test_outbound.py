@@ -136,7 +136,7 @@ def test_gates_report_the_status_code_not_the_body(serve: Any, monkeypatch: pyte
     pods = [SimpleNamespace(ready=True, address="127.0.0.1")]
     observed = SimpleNamespace(pods_of=lambda revision: pods, name="resnet", namespace="ml")
     spec = SimpleNamespace(rollout=SimpleNamespace(gates=SimpleNamespace(signature=True, smoke_test=None)),
-                           model=SimpleNamespace(name=None))
+                           model=SimpleNamespace(name=None), access=None)
     result = run_gates(None, observed, spec, "resnet-a", "resnet-b")  # type: ignore[arg-type]
     assert result is not None and not result.passed
     assert result.message == f"gates: {url}/v2/models/resnet answered HTTP 500"

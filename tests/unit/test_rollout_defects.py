@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import pytest
+
 from modeldeploy.api import ModelDeploymentSpec
 from modeldeploy.api.status import MAX_REJECTED_REVISIONS
 from modeldeploy.observe import parse_status
@@ -210,3 +212,41 @@ def test_a_deadline_shorter_than_all_pauses_together_but_longer_than_each_step_i
     assert spec_problems("resnet", body)[1] == [
         "spec.rollout.progressDeadlineSeconds: 600s is shorter than the longest step needs "
         "(610s: its pause and an analysis interval of margin)"]
+
+
+def test_a_canary_the_operator_reaches_late_is_not_rolled_back_for_its_own_lateness() -> None:
+    """Issue 12: a busy operator saw a ready canary 700 s late. The cluster progressed in time: no
+    ProgressDeadline, whether the canary was starting or in a step whose pause and analysis came due."""
+    world = World()
+    world.step(1)
+    world.canary_ready = 1
+    late = world.step(700, gates=GateResult(True, "ok"))  # pods were ready long ago; the queue was slow
+    assert late.status.phase == "Progressing", late.status.message
+    assert late.status.rollout is not None and late.status.rollout.stage == "Steps"
+    world.canary_ready = 4
+    for _ in range(2):  # each step's pause and interval came due 700 s before the operator ran
+        result = world.step(700, samples=AnalysisSamples(GOOD, GOOD))
+        assert result.status.phase in ("Progressing", "Healthy"), result.status.message
+    assert world.step(1).status.stable_revision == NEW_NAME
+
+
+def test_a_waiting_rollout_is_timed_by_its_deadline_not_polled() -> None:
+    """Pods getting ready are watch events; the only timer while waiting on them is the deadline (or
+    the end of the image pull grace)."""
+    world = World()
+    waiting = world.step(1)
+    spec = NEW.rollout
+    # The rollout started in this round: the grace ends first.
+    assert waiting.requeue_after == pytest.approx(spec.image_pull_grace_seconds + 0.1, abs=0.01)
+    later = world.step(spec.image_pull_grace_seconds)  # the grace is over: only the deadline remains
+    assert later.requeue_after == pytest.approx(spec.progress_deadline_seconds - spec.image_pull_grace_seconds
+                                                + 0.1, abs=0.01)
+
+
+def test_a_step_wakes_at_its_next_interval_or_the_end_of_its_pause() -> None:
+    world = World()
+    world.step(1)
+    world.canary_ready = 1
+    stepping = world.step(1, gates=GateResult(True, "ok"))
+    assert stepping.status.rollout is not None and stepping.status.rollout.stage == "Steps"
+    assert stepping.requeue_after == pytest.approx(10.0, abs=0.01)  # the analysis interval (10 s < 20 s pause)

@@ -113,6 +113,10 @@ What the operator calls in the namespaces it serves -- exactly, nothing more (se
 - apiGroups: ["gateway.networking.k8s.io"]
   resources: ["httproutes"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# spec.access renders one NetworkPolicy per ModelDeployment.
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch", "patch"]
@@ -136,10 +140,10 @@ and the discovery of CRDs (the operator starts serving ModelDeployments when the
 verbs: ["get", "list", "watch", "patch"]
 {{- end -}}
 
-{{/* kopf --namespace=... args or --all-namespaces. */}}
+{{/* kopf --namespace=... args or --all-namespaces, for a list of namespaces (empty: all). */}}
 {{- define "modeldeploy.scopeArgs" -}}
-{{- if .Values.watchNamespaces }}
-{{- range .Values.watchNamespaces }}
+{{- if . }}
+{{- range . }}
 - --namespace={{ . }}
 {{- end }}
 {{- else }}
@@ -147,7 +151,93 @@ verbs: ["get", "list", "watch", "patch"]
 {{- end }}
 {{- end -}}
 
+{{/* Every namespace the release serves (JSON list; empty: every namespace): watchNamespaces, or the
+namespaces of its namespace shards. */}}
+{{- define "modeldeploy.servedNamespaces" -}}
+{{- $namespaces := .Values.watchNamespaces | default list -}}
+{{- range .Values.shards -}}
+{{- $namespaces = concat $namespaces (.namespaces | default list) -}}
+{{- end -}}
+{{- toJson $namespaces -}}
+{{- end -}}
+
 {{- define "modeldeploy.modelPodNamespaces" -}}
-{{- $namespaces := .Values.networkPolicy.modelPods.namespaces | default .Values.watchNamespaces -}}
+{{- $namespaces := .Values.networkPolicy.modelPods.namespaces | default (include "modeldeploy.servedNamespaces" . | fromJsonArray) -}}
 {{- toJson ($namespaces | default list) -}}
 {{- end -}}
+
+{{/* Sharding (values `shards`, see docs/install.md): what `values.schema.json` cannot say. */}}
+{{- define "modeldeploy.validateShards" -}}
+{{- $names := dict -}}
+{{- $labels := dict -}}
+{{- $owners := dict -}}
+{{- $defaults := list -}}
+{{- $kinds := dict -}}
+{{- range $index, $shard := .Values.shards -}}
+{{- $where := printf "shards[%d] (%s)" $index $shard.name -}}
+{{- if not (or $shard.namespaces $shard.label) -}}
+{{- fail (printf "%s: give it either namespaces or a label" $where) -}}
+{{- end -}}
+{{- if and $shard.namespaces $shard.label -}}
+{{- fail (printf "%s: give it namespaces or a label, not both" $where) -}}
+{{- end -}}
+{{- if hasKey $names $shard.name -}}
+{{- fail (printf "%s: the shard name %q is used twice; every shard needs its own (it names its Deployment and peering)" $where $shard.name) -}}
+{{- end -}}
+{{- $_ := set $names $shard.name true -}}
+{{- if $shard.label -}}
+{{- $_ := set $kinds "label" $where -}}
+{{- if hasKey $labels $shard.label -}}
+{{- fail (printf "%s: the label value %q is already the shard %s's; two shards would reconcile the same ModelDeployments" $where $shard.label (get $labels $shard.label)) -}}
+{{- end -}}
+{{- $_ := set $labels $shard.label $shard.name -}}
+{{- if $shard.default -}}
+{{- $defaults = append $defaults $shard.name -}}
+{{- end -}}
+{{- else -}}
+{{- $_ := set $kinds "namespaces" $where -}}
+{{- if $shard.default -}}
+{{- fail (printf "%s: only a label shard can be the default (a namespace shard serves whole namespaces)" $where) -}}
+{{- end -}}
+{{- if $.Values.watchNamespaces -}}
+{{- fail (printf "%s: namespace shards list their own namespaces; leave watchNamespaces empty" $where) -}}
+{{- end -}}
+{{- range $shard.namespaces -}}
+{{- if hasKey $owners . -}}
+{{- fail (printf "%s: namespace %q is already served by the shard %s; a namespace belongs to one shard" $where . (get $owners .)) -}}
+{{- end -}}
+{{- $_ := set $owners . $shard.name -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if eq (len $kinds) 2 -}}
+{{- fail (printf "shards: %s is a label shard and %s a namespace shard; use one kind in a release (a label shard would also serve the namespace shards' objects)" (get $kinds "label") (get $kinds "namespaces")) -}}
+{{- end -}}
+{{- if gt (len $defaults) 1 -}}
+{{- fail (printf "shards: %s are all marked default; at most one shard may be" (join ", " $defaults)) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The operator Deployments of the release, as a JSON list: one without `shards` (its names are the
+release's), else one per shard with its own name suffix, ServiceAccount, namespaces (empty: all),
+kopf peering name (replicas of different shards must not pause each other) and shard label. */}}
+{{- define "modeldeploy.operators" -}}
+{{- $sa := include "modeldeploy.serviceAccountName" . -}}
+{{- $operators := list -}}
+{{- if not .Values.shards -}}
+{{- $operators = append $operators (dict "shard" "" "suffix" "" "serviceAccount" $sa "namespaces" (.Values.watchNamespaces | default list) "peering" .Values.peering.name "label" "" "default" false "allLabels" list "replicas" .Values.replicas) -}}
+{{- else -}}
+{{- include "modeldeploy.validateShards" . -}}
+{{- $allLabels := list -}}
+{{- range .Values.shards -}}
+{{- if .label -}}
+{{- $allLabels = append $allLabels .label -}}
+{{- end -}}
+{{- end -}}
+{{- range .Values.shards -}}
+{{- $operators = append $operators (dict "shard" .name "suffix" (printf "-%s" .name) "serviceAccount" (printf "%s-%s" $sa .name) "namespaces" (.namespaces | default $.Values.watchNamespaces | default list) "peering" (printf "%s-%s" $.Values.peering.name .name) "label" (.label | default "") "default" (.default | default false) "allLabels" $allLabels "replicas" (.replicas | default $.Values.replicas)) -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $operators -}}
+{{- end -}}
+

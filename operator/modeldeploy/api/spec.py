@@ -7,7 +7,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
+from .access import Access
 from .base import ApiModel, cel, validations
+from .model_signature import ModelSignature
 from .types import Bound, Duration, Quantity
 
 ModelFormat = Literal["onnx", "tensorrt_plan", "torchscript"]
@@ -25,6 +27,8 @@ DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]+([-.a-z0-9]*[a-z0-9])?$"
 # A size in bytes: whole bytes with an optional decimal or binary suffix (no millis, no exponents).
 SIZE_PATTERN = r"^[1-9][0-9]*(k|M|G|T|Ki|Mi|Gi|Ti)?$"
 DIGEST_PATTERN = r"^sha256:[a-f0-9]{64}$"
+# A Secret data key (ConfigMap/Secret key rules).
+SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
 GPU_RESOURCE_PATTERN = r"^nvidia\.com/(gpu|mig-[1-7]g\.[0-9]+gb)$"
 CHECK_NAME_PATTERN = r"^[a-zA-Z][a-zA-Z0-9_-]*$"
 
@@ -54,6 +58,24 @@ AWS_ENDPOINT_URL (s3:// sources)."""
 as KServe does. Its API token is still not mounted into the pods."""
 
 
+class SecretKeyRef(ApiModel):
+    """One key of a Secret in the ModelDeployment's namespace."""
+
+    name: Annotated[str, Field(pattern=DNS_SUBDOMAIN_PATTERN, max_length=253)]
+    """Secret name."""
+    key: Annotated[str, Field(pattern=SECRET_KEY_PATTERN, max_length=253)] = "identity"
+    """Key in the Secret's data."""
+
+
+class Encryption(ApiModel):
+    """The artifact is encrypted with age (age-encryption.org/v1, X25519 recipients), e.g. by
+`modeldeploy export --encrypt-to`. The init container decrypts it into a memory-backed volume only."""
+
+    key_secret_ref: SecretKeyRef
+    """Secret key holding the age identity (AGE-SECRET-KEY-1...; an age identity file, comments allowed).
+Mounted into the init container only; the serving container never sees it."""
+
+
 class ModelSource(ApiModel):
     """Where the model comes from and how it is verified before it is served."""
 
@@ -81,12 +103,22 @@ class ModelSource(ApiModel):
     format: ModelFormat = "onnx"
     """Artifact format. tensorrt_plan and torchscript need runtime.kind triton."""
     version: Annotated[int, Field(ge=1, le=1_000_000)] = 1
-    """Model version directory in the model repository."""
+    """Model version directory in the model repository, and the model's monotonic version: a revision whose
+version is lower than the stable revision's is refused (DowngradeRefused) unless allowDowngrade is true. When
+the model is signed, the signature covers this number too."""
+    allow_downgrade: bool = False
+    """Allow a lower version than the stable revision's, e.g. a deliberate GitOps revert. It changes no pod."""
+    signature: ModelSignature | None = None
+    """Verify the model's OpenSSF model-signing signature before it is served."""
     max_size: Annotated[str | None, Field(pattern=SIZE_PATTERN, max_length=24)] = None
     """Largest artifact accepted, a string such as 3Gi or 500M (default 4Gi). The init container refuses a bigger one
 (ArtifactTooLarge); it also sizes the model volume's sizeLimit and the pods' ephemeral-storage request."""
     credentials: Credentials | None = None
     """Credentials of a private source, seen by the init container only."""
+    encryption: Encryption | None = None
+    """Decrypt the artifact (after its digest, which covers the ciphertext, is verified) into memory only:
+the model volume becomes an emptyDir of medium Memory, so plaintext weights never touch the node's disk.
+It counts against the pods' memory: leave room for maxSize in resources.limits.memory."""
 
     @model_validator(mode="after")
     def _checked_source(self) -> ModelSource:
@@ -97,6 +129,12 @@ class ModelSource(ApiModel):
             raise ValueError("uri: pvc:// URIs are pvc://CLAIM/PATH with CLAIM a PersistentVolumeClaim name")
         if self.uri.startswith(("pvc://", "file://")) and re.search(DOT_DOT_SEGMENT, self.uri):
             raise ValueError("uri: '..' path segments are not allowed in pvc:// and file:// URIs")
+        signed_at = self.signature.uri if self.signature is not None else None
+        model_claim = self.uri.split("/")[2] if self.uri.startswith("pvc://") else None
+        if signed_at and signed_at.startswith("pvc://") and signed_at.split("/")[2] != model_claim:
+            raise ValueError("signature.uri: a pvc:// signature must be on the model's claim (pvc://CLAIM/...)")
+        if signed_at and re.search(DOT_DOT_SEGMENT, signed_at):
+            raise ValueError("signature.uri: '..' path segments are not allowed")
         return self
 
 
@@ -406,6 +444,15 @@ class ModelDeploymentSpec(ApiModel):
         cel("!has(self.model.format) || self.model.format == 'onnx'"
             " || (has(self.runtime) && has(self.runtime.kind) && self.runtime.kind == 'triton')",
             "model.format tensorrt_plan and torchscript need runtime.kind triton", ".runtime.kind"),
+        cel("!has(self.access) || !has(self.access.requireToken) || !self.access.requireToken"
+            " || !has(self.runtime) || !has(self.runtime.kind) || self.runtime.kind == 'onnx'",
+            "access.requireToken needs runtime.kind onnx (Triton pods rely on the NetworkPolicy)",
+            ".access.requireToken"),
+        cel("!has(self.access) || !has(self.access.serviceAccountName) || !has(self.model.credentials)"
+            " || !has(self.model.credentials.serviceAccountName)"
+            " || self.model.credentials.serviceAccountName == self.access.serviceAccountName",
+            "access.serviceAccountName and model.credentials.serviceAccountName name the pods' one ServiceAccount:"
+            " they must be equal", ".access.serviceAccountName"),
     ))
 
     model: ModelSource
@@ -418,3 +465,19 @@ class ModelDeploymentSpec(ApiModel):
     """Autoscaling of the stable revision."""
     rollout: Rollout = Field(default_factory=Rollout)
     """Rollout of new revisions."""
+    access: Access | None = None
+    """Who may call the model (NetworkPolicy, bearer tokens). Unset: no restriction by the operator."""
+
+    @model_validator(mode="after")
+    def _checked_access(self) -> ModelDeploymentSpec:
+        # The CEL rules again, for objects that reach the operator without admission.
+        access = self.access
+        if access is None:
+            return self
+        if access.require_token and self.runtime.kind != "onnx":
+            raise ValueError("access.requireToken needs runtime.kind onnx (Triton pods rely on the NetworkPolicy)")
+        credentials = self.model.credentials
+        if (access.service_account_name and credentials is not None and credentials.service_account_name
+                and credentials.service_account_name != access.service_account_name):
+            raise ValueError("access.serviceAccountName and model.credentials.serviceAccountName must be equal")
+        return self

@@ -14,7 +14,7 @@ Phase = Literal["Pending", "Progressing", "Healthy", "Paused", "RolledBack", "Fa
 FailureReason = Literal[
     "InvalidSpec", "InsufficientGPU", "Unschedulable", "ImagePull", "ArtifactIntegrity", "ModelLoadFailed",
     "CrashLoop", "OOMKilled", "ProgressDeadline", "AnalysisFailed", "AnalysisInconclusive", "GateFailed",
-    "Aborted", "FailedCreate",
+    "Aborted", "FailedCreate", "DecryptionFailed", "SignatureInvalid", "DowngradeRefused",
 ]
 RevisionState = Literal["Pending", "Canary", "Stable", "Superseded", "RolledBack"]
 Verdict = Literal["Pass", "Fail", "Inconclusive"]
@@ -58,6 +58,9 @@ class RevisionStatus(StatusModel):
     """Hash of the pod-changing part of the spec."""
     model_digest: str | None = None
     """The model digest this revision serves."""
+    model_version: int | None = None
+    """Its spec.model.version, recorded when the revision was created: the downgrade guard compares the next
+revision's version with the stable revision's."""
     created_at: str | None = None
     """When the revision was first seen (RFC 3339)."""
     state: Known = "Pending"

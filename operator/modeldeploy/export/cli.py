@@ -13,6 +13,7 @@ import traceback
 
 from ..cli.extras import EXPORT, missing_extra_message
 from .errors import ExportError, describe
+from .signing import add_arguments as add_signing_arguments
 
 DTYPE_NAMES = "float32, float16, float64, int64, int32, int8, uint8, bool"
 
@@ -71,6 +72,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     repo.add_argument("--runtime", choices=["onnx", "triton"], default="onnx",
                       help="spec.runtime.kind of the printed ModelDeployment (default onnx)")
     repo.add_argument("--manifest", metavar="FILE", help="also write the ModelDeployment YAML here")
+
+    add_signing_arguments(parser)
+    sealed = parser.add_argument_group("encryption")
+    sealed.add_argument("--encrypt-to", action="append", default=[], metavar="KEY",
+                        help="write the model age-encrypted (model.onnx.age) to this recipient: an age public key "
+                             "(age1...) or a file of them (repeatable); the digest covers the ciphertext")
+    sealed.add_argument("--key-secret", metavar="NAME",
+                        help="the Secret with the matching age identity, named in the manifest's "
+                             "spec.model.encryption.keySecretRef (default: NAME-model-key)")
 
     parser.add_argument("--debug", action="store_true", help="show tracebacks and the exporter's own output")
 

@@ -9,6 +9,7 @@ from typing import TextIO
 
 import numpy as np
 
+from .encryption import SECRET_NAME_RE, SUFFIX, encrypt_model, parse_recipients
 from .errors import ExportError
 from .inputs import InputSpec, build_specs, random_inputs
 from .loader import LoadedModel, load_module, load_torchscript, module_label, parse_kwargs, run_torch
@@ -16,6 +17,7 @@ from .onnx_export import Exporter, export_onnx, opset_of
 from .progress import Progress, human_bytes
 from .quantize import QuantReport, measure, quantize_int8
 from .repository import check_free, check_name, default_name, manifest, manifest_yaml, write_repository
+from .signing import key_from_args, manifest_signature, sign_artifact, trust_hint
 from .verify import compare, merge, run_onnx, session
 
 
@@ -133,7 +135,15 @@ def export(args: argparse.Namespace, stream: TextIO) -> str:
     """Run every stage; returns the ModelDeployment YAML. Raises ExportError on bad input."""
     _check_args(args)
     name = _model_name(args)
-    check_free(Path(args.out), name, args.version, args.force)  # an argument error: before any step starts
+    recipients = parse_recipients(args.encrypt_to)
+    if args.key_secret and not recipients:
+        raise ExportError("--key-secret needs --encrypt-to")
+    if args.key_secret and not SECRET_NAME_RE.match(args.key_secret):
+        raise ExportError(f"bad --key-secret {args.key_secret!r}: a Secret name is lowercase letters, digits, '-' "
+                          "and '.' (max 253)")
+    filename = "model.onnx" + (SUFFIX if recipients else "")
+    check_free(Path(args.out), name, args.version, args.force, filename)  # an argument error: before any step
+    signing_key = key_from_args(args)
     progress = Progress(5, stream)
     rng = np.random.default_rng(args.seed)
     dynamic = args.max_batch_size > 0
@@ -176,19 +186,35 @@ def export(args: argparse.Namespace, stream: TextIO) -> str:
             import onnx
 
             out = Path(args.out)
+            artifact = served
+            if recipients:
+                # Encrypt first: the repository's digest (and a signature over it) cover the ciphertext.
+                artifact = Path(tmp) / filename
+                encrypt_model(served, artifact, recipients)
             written = write_repository(
-                out, name, args.version, served, onnx.load(str(served)),
+                out, name, args.version, artifact, onnx.load(str(served)),
                 max_batch_size=args.max_batch_size, preferred_batch_sizes=args.preferred_batch_size,
                 max_queue_delay_us=args.max_queue_delay_us, instance_kind=args.instance_kind,
-                instance_count=args.instance_count, force=args.force,
+                instance_count=args.instance_count, force=args.force, filename=filename,
             )
             step.detail = f"{written.model_path} ({human_bytes(written.model_path.stat().st_size)}), config.pbtxt"
+            if recipients:
+                step.detail += f"; age-encrypted to {len(recipients)} recipient(s)"
 
     prefix = (args.uri_prefix or out.resolve().as_uri()).rstrip("/")
-    doc = manifest(name, args.version, f"{prefix}/{name}/{args.version}/model.onnx", written.digest,
-                   args.runtime, args.max_batch_size, args.max_queue_delay_us, args.preferred_batch_size)
-    text = manifest_yaml(doc)
+    key_secret = (args.key_secret or f"{name}-model-key") if recipients else None
+    doc = manifest(name, args.version, f"{prefix}/{name}/{args.version}/{filename}", written.digest,
+                   args.runtime, args.max_batch_size, args.max_queue_delay_us, args.preferred_batch_size,
+                   key_secret=key_secret)
     progress.note(f"digest: {written.digest}")
+    if signing_key is not None:
+        # Last, after anything that changes the artifact: the signature covers the final bytes and the version.
+        signed = sign_artifact(written.model_path, args.version, signing_key)
+        model_uri = doc["spec"]["model"]["uri"]
+        doc["spec"]["model"]["signature"] = manifest_signature(name, signing_key, model_uri, model_uri + ".sig")
+        progress.note(f"signature: {signed.signature}")
+        progress.note(f"trust it with: {trust_hint(name, signed, signing_key)}")
+    text = manifest_yaml(doc)
     if args.manifest:
         try:
             Path(args.manifest).write_text(text)

@@ -94,9 +94,9 @@ def sha256_file(path: Path) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def check_free(out: Path, name: str, version: int, force: bool) -> Path:
+def check_free(out: Path, name: str, version: int, force: bool, filename: str = "model.onnx") -> Path:
     """The model file's path; refuses an existing version unless forced."""
-    target = out / name / str(version) / "model.onnx"
+    target = out / name / str(version) / filename
     if target.exists() and not force:
         # Triton versions are meant to be immutable; overwriting one silently would change
         # what a running deployment's digest refers to.
@@ -107,11 +107,12 @@ def check_free(out: Path, name: str, version: int, force: bool) -> Path:
 def write_repository(
     out: Path, name: str, version: int, onnx_file: Path, model: onnx.ModelProto, *,
     max_batch_size: int, preferred_batch_sizes: Sequence[int], max_queue_delay_us: int | None,
-    instance_kind: InstanceKind | None, instance_count: int | None, force: bool,
+    instance_kind: InstanceKind | None, instance_count: int | None, force: bool, filename: str = "model.onnx",
 ) -> Written:
+    """`onnx_file` is copied as `filename` (model.onnx.age when encrypted); `model` gives config.pbtxt."""
     model_dir = out / name
     version_dir = model_dir / str(version)
-    target = check_free(out, name, version, force)
+    target = check_free(out, name, version, force, filename)
     inputs, outputs = io_specs(model, max_batch_size > 0)
     try:
         config = render_config_pbtxt(
@@ -136,8 +137,9 @@ def write_repository(
 def manifest(
     name: str, version: int, uri: str, digest: str, runtime: str,
     max_batch_size: int, max_queue_delay_us: int | None, preferred_batch_sizes: Sequence[int],
+    key_secret: str | None = None,
 ) -> dict[str, Any]:
-    """The ModelDeployment that serves exactly this artifact."""
+    """The ModelDeployment that serves exactly this artifact (decrypted with `key_secret`'s identity)."""
     runtime_spec: dict[str, Any] = {"kind": runtime}
     if max_batch_size > 0:  # keep the server's batching in line with config.pbtxt
         batching: dict[str, Any] = {"maxBatchSize": max_batch_size}
@@ -146,14 +148,14 @@ def manifest(
         if preferred_batch_sizes:
             batching["preferredBatchSizes"] = sorted(set(preferred_batch_sizes))
         runtime_spec["batching"] = batching
+    model: dict[str, Any] = {"name": name, "uri": uri, "digest": digest, "format": "onnx", "version": version}
+    if key_secret is not None:
+        model["encryption"] = {"keySecretRef": {"name": key_secret, "key": "identity"}}
     return {
         "apiVersion": API_VERSION,
         "kind": "ModelDeployment",
         "metadata": {"name": name},
-        "spec": {
-            "model": {"name": name, "uri": uri, "digest": digest, "format": "onnx", "version": version},
-            "runtime": runtime_spec,
-        },
+        "spec": {"model": model, "runtime": runtime_spec},
     }
 
 

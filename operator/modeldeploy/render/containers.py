@@ -6,9 +6,21 @@ from typing import Any
 
 from modeldeploy.api import ModelDeploymentSpec
 
+from .access import AccessPeers, access_identity
 from .images import RuntimeImages
 from .ports import GRPC_PORT, HTTP_PORT, METRICS_PORT, PORTS
-from .storage import CREDENTIALS_PATH, CREDENTIALS_VOLUME, ephemeral_storage_request, max_model_bytes
+from .signature import signature_args, signature_env, signature_mounts
+from .storage import (
+    CIPHERTEXT_PATH,
+    CIPHERTEXT_VOLUME,
+    CREDENTIALS_PATH,
+    CREDENTIALS_VOLUME,
+    DECRYPTION_KEY_FILE,
+    DECRYPTION_KEY_PATH,
+    DECRYPTION_KEY_VOLUME,
+    ephemeral_storage_request,
+    max_model_bytes,
+)
 from .triton_config import Platform, render_config_pbtxt
 
 MODEL_REPOSITORY = "/models"
@@ -101,6 +113,15 @@ def fetch_container(spec: ModelDeploymentSpec, name: str, images: RuntimeImages)
         # Only this container mounts the Secret: the server never sees the source's credentials.
         mounts.append({"name": CREDENTIALS_VOLUME, "mountPath": CREDENTIALS_PATH, "readOnly": True})
         args += ["--credentials-dir", CREDENTIALS_PATH]
+    if model.encryption is not None:
+        # Only this container mounts the key; the ciphertext is verified on disk, decrypted into memory.
+        mounts += [{"name": DECRYPTION_KEY_VOLUME, "mountPath": DECRYPTION_KEY_PATH, "readOnly": True},
+                   {"name": CIPHERTEXT_VOLUME, "mountPath": CIPHERTEXT_PATH}]
+        args += ["--decryption-key", f"{DECRYPTION_KEY_PATH}/{DECRYPTION_KEY_FILE}",
+                 "--ciphertext-dir", CIPHERTEXT_PATH]
+    # The trusted signer's key reaches this container only; fetch verifies before anything is installed.
+    args += signature_args(spec)
+    mounts += signature_mounts(spec)
     container: dict[str, Any] = {
         "name": "fetch",
         # Always the operator's CPU modelserver image: runtime.image only replaces the server.
@@ -111,6 +132,8 @@ def fetch_container(spec: ModelDeploymentSpec, name: str, images: RuntimeImages)
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": container_security_context(),
     }
+    if signature_env(spec):
+        container["env"] = signature_env(spec)
     # Same cpu/memory as the server: a pod's request is max(init, sum(containers)), so this costs
     # no extra capacity, satisfies quotas that demand limits, and large downloads get the memory.
     resources = _resources(spec, with_gpu=False)
@@ -181,7 +204,9 @@ def server_container(spec: ModelDeploymentSpec, images: RuntimeImages) -> dict[s
 TEMPLATE_VERSION = 2  # 2: emptyDir sizeLimits, ephemeral-storage, fetch --max-bytes
 
 
-def template_identity(spec: ModelDeploymentSpec, images: RuntimeImages) -> str:
-    """What the operator (not the spec) puts in a revision's pods: the template version and the images."""
+def template_identity(spec: ModelDeploymentSpec, images: RuntimeImages, peers: AccessPeers | None = None) -> str:
+    """What the operator (not the spec) puts in a revision's pods: the template version and the images,
+    and the token check of spec.access (not in spec_hash's parts; empty when off)."""
     server, _ = _server_image_and_args(spec, images)
-    return f"v{TEMPLATE_VERSION}|fetch={images.modelserver}|server={server}"
+    return f"v{TEMPLATE_VERSION}|fetch={images.modelserver}|server={server}" + access_identity(
+        spec, peers or AccessPeers())

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from modeldeploy.api import ModelDeploymentSpec
 
+from .access import AccessPeers, requires_token, server_auth_args, token_mount, token_volume
 from .containers import (
     REPOSITORY_VOLUME,
     SOURCE_VOLUME,
@@ -26,7 +27,8 @@ from .labels import (
 )
 from .placement import placement
 from .ports import METRICS_PORT
-from .storage import credentials_volume, repository_size_limit, tmp_size_limit
+from .signature import signature_volume
+from .storage import credentials_volume, decryption_volumes, repository_volume, tmp_size_limit
 
 Role = Literal["stable", "canary"]
 # Image users: modelserver images are distroless `nonroot`; Triton's images run as triton-server.
@@ -37,7 +39,7 @@ TERMINATION_GRACE_SECONDS = 30  # time to drain in-flight requests after SIGTERM
 def _volumes(spec: ModelDeploymentSpec) -> list[dict[str, Any]]:
     volumes: list[dict[str, Any]] = [
         # fetch writes it, the server reads it; bounded so that an artifact cannot fill the node's disk.
-        {"name": REPOSITORY_VOLUME, "emptyDir": {"sizeLimit": repository_size_limit(spec)}},
+        {"name": REPOSITORY_VOLUME, "emptyDir": repository_volume(spec)},
         # the only writable path: root filesystems are read-only
         {"name": TMP_VOLUME, "emptyDir": {"sizeLimit": tmp_size_limit()}},
     ]
@@ -48,11 +50,18 @@ def _volumes(spec: ModelDeploymentSpec) -> list[dict[str, Any]]:
     credentials = credentials_volume(spec)
     if credentials is not None:
         volumes.append(credentials)
+    trust = signature_volume(spec)
+    if trust is not None:
+        volumes.append(trust)
+    volumes += decryption_volumes(spec)
     return volumes
 
 
 def _service_account(spec: ModelDeploymentSpec) -> dict[str, Any]:
     # Workload identity (IRSA, GKE/Azure) keys on the pod's ServiceAccount; its API token stays unmounted.
+    # With access.requireToken the server reviews callers' tokens as this account (CEL: the same one).
+    if spec.access is not None and spec.access.service_account_name is not None and requires_token(spec):
+        return {"serviceAccountName": spec.access.service_account_name}
     credentials = spec.model.credentials
     if credentials is None or credentials.service_account_name is None:
         return {}
@@ -65,8 +74,18 @@ def _pod_security_context(spec: ModelDeploymentSpec) -> dict[str, Any]:
             "seccompProfile": {"type": "RuntimeDefault"}}
 
 
-def _pod_template(spec: ModelDeploymentSpec, *, name: str, revision: str, spec_hash: str,
-                  images: RuntimeImages) -> dict[str, Any]:
+def _server(spec: ModelDeploymentSpec, *, name: str, namespace: str, images: RuntimeImages,
+            peers: AccessPeers) -> dict[str, Any]:
+    server = server_container(spec, images)
+    if requires_token(spec):
+        # Only the server gets an API token (to call TokenReview); fetch never does.
+        server["args"] = [*server["args"], *server_auth_args(spec, name=name, namespace=namespace, peers=peers)]
+        server["volumeMounts"] = [*server["volumeMounts"], token_mount()]
+    return server
+
+
+def _pod_template(spec: ModelDeploymentSpec, *, name: str, namespace: str, revision: str, spec_hash: str,
+                  images: RuntimeImages, peers: AccessPeers) -> dict[str, Any]:
     # No role label on pods: promotion relabels the Deployment, and a template change would
     # re-create every pod. Promotion must never re-deploy (DESIGN section 4).
     labels = {MANAGED_BY_LABEL: MANAGED_BY, **selector(name, revision)}
@@ -85,8 +104,8 @@ def _pod_template(spec: ModelDeploymentSpec, *, name: str, revision: str, spec_h
         "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
         "securityContext": _pod_security_context(spec),
         "initContainers": [fetch_container(spec, name, images)],
-        "containers": [server_container(spec, images)],
-        "volumes": _volumes(spec),
+        "containers": [_server(spec, name=name, namespace=namespace, images=images, peers=peers)],
+        "volumes": [*_volumes(spec), *([token_volume()] if requires_token(spec) else [])],
         **placement(spec),
     }
     return {"metadata": {"labels": labels, "annotations": annotations}, "spec": pod_spec}
@@ -103,8 +122,10 @@ def render_deployment(
     replicas: int | None,
     owner: Owner,
     images: RuntimeImages,
+    peers: AccessPeers | None = None,
 ) -> dict[str, Any]:
-    """apps/v1 Deployment `revision`. replicas None leaves spec.replicas out: the HPA owns it."""
+    """apps/v1 Deployment `revision`. replicas None leaves spec.replicas out: the HPA owns it.
+    `peers`: the operator's identity the token check admits (spec.access.requireToken)."""
     deployment_spec: dict[str, Any] = {}
     if replicas is not None:
         deployment_spec["replicas"] = replicas
@@ -115,7 +136,8 @@ def render_deployment(
         # A revision's template changes only with the operator itself (upgrade, image settings):
         # then surge, and never drop below the serving capacity.
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
-        "template": _pod_template(spec, name=name, revision=revision, spec_hash=spec_hash, images=images),
+        "template": _pod_template(spec, name=name, namespace=namespace, revision=revision, spec_hash=spec_hash,
+                                  images=images, peers=peers or AccessPeers()),
     }
     return {
         "apiVersion": "apps/v1",

@@ -27,6 +27,8 @@ def spec_hash(spec: ModelDeploymentSpec, template: str = "") -> str:
     """
     pod_changing: dict[str, Any] = {part: _non_default(getattr(spec, part))
                                    for part in ("model", "runtime", "resources")}
+    # allowDowngrade changes no pod: allowing a revert must not make the reverted spec another revision.
+    pod_changing["model"].pop("allowDowngrade", None)
     if template:
         pod_changing["template"] = template
     canonical = json.dumps(pod_changing, sort_keys=True, separators=(",", ":"), ensure_ascii=True)

@@ -18,6 +18,13 @@ REPOSITORY_HEADROOM_MIB = 64
 TMP_SIZE_LIMIT_MIB = 1024
 CREDENTIALS_VOLUME = "model-credentials"
 CREDENTIALS_PATH = "/var/run/modeldeploy/credentials"
+# spec.model.encryption: the key (init container only), and the ciphertext staged on disk (it is safe
+# there) so that only the plaintext takes memory.
+DECRYPTION_KEY_VOLUME = "model-decryption-key"
+DECRYPTION_KEY_PATH = "/var/run/modeldeploy/decryption"
+DECRYPTION_KEY_FILE = "identity"
+CIPHERTEXT_VOLUME = "model-ciphertext"
+CIPHERTEXT_PATH = "/var/run/modeldeploy/ciphertext"
 
 
 def _quantity(mib: int) -> str:
@@ -35,12 +42,37 @@ def repository_size_limit(spec: ModelDeploymentSpec) -> str:
     return _quantity(math.ceil(max_model_bytes(spec) / MIB) + REPOSITORY_HEADROOM_MIB)
 
 
+def repository_volume(spec: ModelDeploymentSpec) -> dict[str, Any]:
+    """The model-repository emptyDir: on tmpfs (medium Memory) when the model is encrypted, so that
+    decrypted weights never reach the node's disk; same sizeLimit either way."""
+    empty_dir: dict[str, Any] = {"sizeLimit": repository_size_limit(spec)}
+    if spec.model.encryption is not None:
+        empty_dir = {"medium": "Memory", **empty_dir}
+    return empty_dir
+
+
+def decryption_volumes(spec: ModelDeploymentSpec) -> list[dict[str, Any]]:
+    """The key Secret (only its one key, mounted by the init container only) and the disk-backed
+    ciphertext staging volume; none without spec.model.encryption."""
+    encryption = spec.model.encryption
+    if encryption is None:
+        return []
+    ref = encryption.key_secret_ref
+    return [
+        {"name": DECRYPTION_KEY_VOLUME, "secret": {
+            "secretName": ref.name, "defaultMode": 0o440,
+            "items": [{"key": ref.key, "path": DECRYPTION_KEY_FILE}]}},
+        {"name": CIPHERTEXT_VOLUME, "emptyDir": {"sizeLimit": repository_size_limit(spec)}},
+    ]
+
+
 def tmp_size_limit() -> str:
     return _quantity(TMP_SIZE_LIMIT_MIB)
 
 
 def ephemeral_storage_request(spec: ModelDeploymentSpec) -> str:
-    """What the pod's emptyDirs may hold at most: the scheduler places the pod where that fits."""
+    """What the pod's emptyDirs may hold at most: the scheduler places the pod where that fits.
+    (An encrypted model's repository is in memory, and its ciphertext volume takes its place on disk.)"""
     mib = math.ceil(max_model_bytes(spec) / MIB) + REPOSITORY_HEADROOM_MIB + TMP_SIZE_LIMIT_MIB
     return _quantity(mib)
 

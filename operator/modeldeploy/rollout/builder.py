@@ -23,7 +23,6 @@ from .conditions import for_phase
 from .failures import revision_failure
 from .model import EventRecord, Failure, Observed, Plan, RevisionPlan, Role
 
-PROGRESS_REQUEUE_SECONDS = 5.0
 MAX_KEPT_REVISIONS = 10
 
 
@@ -54,13 +53,16 @@ class Builder:
         self.status.recent_events = [*self.status.recent_events, RecordedEvent(
             type=record.type, reason=reason, message=record.message, at=self.now)][-MAX_RECENT_EVENTS:]
 
-    def set_revision_state(self, name: str, hash_: str, state: RevisionState, digest: str | None = None) -> None:
+    def set_revision_state(self, name: str, hash_: str, state: RevisionState, digest: str | None = None,
+                           model_version: int | None = None) -> None:
         for entry in self.status.revisions:
             if entry.name == name:
                 entry.state = state
+                if entry.model_version is None:  # an entry written before versions were recorded
+                    entry.model_version = model_version
                 return
         self.status.revisions.append(RevisionStatus(name=name, spec_hash=hash_, model_digest=digest,
-                                                    created_at=self.now, state=state))
+                                                    model_version=model_version, created_at=self.now, state=state))
         self.status.revisions = self.status.revisions[-MAX_KEPT_REVISIONS:]
 
     def retire(self, revision: str) -> None:
@@ -163,6 +165,17 @@ def deadline_passed(builder: Builder, progress: RolloutProgress, spec: ModelDepl
         return False  # a paused rollout waits for its user, not for the clock
     since = progress.progressed_at or progress.started_at
     return builder.seconds_since(since) >= spec.rollout.progress_deadline_seconds
+
+
+def until_deadline(builder: Builder, progress: RolloutProgress, spec: ModelDeploymentSpec) -> float:
+    """The timer of a rollout that waits on the cluster: its progress deadline, or the end of the image
+    pull grace if sooner. Everything else (pods ready, failing, gone) arrives as a watch event."""
+    since = progress.progressed_at or progress.started_at
+    due = [spec.rollout.progress_deadline_seconds - builder.seconds_since(since)]
+    grace = spec.rollout.image_pull_grace_seconds - builder.seconds_since(progress.started_at)
+    if grace > 0:
+        due.append(grace)
+    return max(0.2, min(due) + 0.1)  # just past it: the deadline has passed when the timer fires
 
 
 def deadline_failure(failure: Failure | None, spec: ModelDeploymentSpec) -> Failure:

@@ -24,7 +24,6 @@ from ..api.types import parse_duration
 from ..formatting import count, timestamp
 from .analysis import analyse
 from .builder import (
-    PROGRESS_REQUEUE_SECONDS,
     Builder,
     deadline_failure,
     deadline_passed,
@@ -32,6 +31,7 @@ from .builder import (
     parse_time,
     ready,
     stable_replicas,
+    until_deadline,
     waiting_message,
 )
 from .model import Failure, Observed, Plan, RevisionPlan
@@ -198,11 +198,24 @@ def _step_done(builder: Builder, spec: ModelDeploymentSpec) -> bool:
     return builder.seconds_since(progress.step_started_at) >= parse_duration(step.pause) and passed >= 1
 
 
+def waiting_on_cluster(builder: Builder, spec: ModelDeploymentSpec, candidate: str, full_size: int) -> bool:
+    """Whether the candidate has fewer ready pods than its stage needs."""
+    progress = builder.status.rollout
+    assert progress is not None
+    if progress.stage == "Steps":
+        wanted = canary_replicas(full_size, spec.rollout.steps[min(progress.step, len(spec.rollout.steps) - 1)].weight)
+    elif progress.stage == "Promoting":
+        wanted = full_size
+    else:
+        wanted = 1
+    return not ready(builder.observed, candidate, wanted)
+
+
 def canary(builder: Builder, spec: ModelDeploymentSpec, stable: str, candidate: str, hash_: str) -> Plan:
     observed = builder.observed
     status = builder.status
     progress = builder.progress(candidate)
-    builder.set_revision_state(candidate, hash_, "Canary", spec.model.digest)
+    builder.set_revision_state(candidate, hash_, "Canary", spec.model.digest, spec.model.version)
     status.canary_revision = candidate
     stable_hash = observed.deployments[stable].spec_hash
     full_size = stable_replicas(observed, stable, spec)
@@ -214,10 +227,12 @@ def canary(builder: Builder, spec: ModelDeploymentSpec, stable: str, candidate: 
     failure = builder.failure_of(candidate, spec)
     if failure and failure.fatal:
         return _rollback(builder, candidate, hash_, failure)
-    if deadline_passed(builder, progress, spec):
+    builder.note_ready(candidate)  # first: pods that got ready while this round waited in the queue count
+    # The deadline runs only while the rollout waits on the cluster (pods to get ready), never while
+    # it waits on this operator (a step's pause, an analysis, a busy work queue): what the cluster did.
+    if waiting_on_cluster(builder, spec, candidate, full_size) and deadline_passed(builder, progress, spec):
         return _rollback(builder, candidate, hash_, deadline_failure(failure, spec))
 
-    builder.note_ready(candidate)
     if progress.stage == "Steps" and progress.steps_hash != steps_hash(spec):
         _steps_changed(builder, spec, candidate)
         return _steps(builder, spec, stable, candidate, hash_, full_size, entered=True)
@@ -258,7 +273,7 @@ def _starting(builder: Builder, spec: ModelDeploymentSpec, stable: str, candidat
     if progress.paused_at is not None:
         return builder.finish("Paused", "Paused", f"rollout of {candidate} is paused (kubectl modeldeploy resume)")
     if not ready(observed, candidate, 1):
-        builder.plan.requeue_after = PROGRESS_REQUEUE_SECONDS
+        builder.plan.requeue_after = until_deadline(builder, progress, spec)
         return builder.finish("Progressing", "RolloutInProgress", waiting_message(observed, candidate, failure, 1),
                               "CanaryStarting")
     if not progress.gates_passed:
@@ -297,8 +312,7 @@ def _steps(builder: Builder, spec: ModelDeploymentSpec, stable: str, candidate: 
         return builder.finish("Paused", reason, f"rollout of {candidate} is paused at step {progress.step + 1}"
                               f"{' (analysis inconclusive)' if reason == 'AnalysisInconclusive' else ''}: "
                               "kubectl modeldeploy resume")
-    due = analysis_due_in(_observed_with(builder), spec)
-    builder.plan.requeue_after = max(0.2, min(PROGRESS_REQUEUE_SECONDS, due if due is not None else 5.0))
+    builder.plan.requeue_after = _steps_timer(builder, spec, candidate, full_size)
     analysis = builder.status.analysis
     verdict = analysis.verdict if analysis else None
     message = (f"step {progress.step + 1}/{len(spec.rollout.steps)}: {weight}% to {candidate}"
@@ -309,6 +323,21 @@ def _steps(builder: Builder, spec: ModelDeploymentSpec, stable: str, candidate: 
                               f"{message}; analysis holds: metrics unavailable since {timestamp(since)}",
                               "MetricsUnavailable")
     return builder.finish("Progressing", "RolloutInProgress", message, "CanarySteps")
+
+
+def _steps_timer(builder: Builder, spec: ModelDeploymentSpec, candidate: str, full_size: int) -> float:
+    """The next due time of a step: its analysis interval, the end of its pause, and its deadline while
+    the canary's pods are not all ready; no polling (pod changes are watch events)."""
+    progress = builder.status.rollout
+    assert progress is not None and progress.step_started_at is not None
+    due = [analysis_due_in(_observed_with(builder), spec) or 0.0]
+    pause_left = parse_duration(spec.rollout.steps[progress.step].pause) - builder.seconds_since(
+        progress.step_started_at)
+    if pause_left > 0:
+        due.append(pause_left)
+    if waiting_on_cluster(builder, spec, candidate, full_size):
+        due.append(until_deadline(builder, progress, spec))
+    return max(0.2, min(due))
 
 
 def _observed_with(builder: Builder) -> Observed:
@@ -326,6 +355,6 @@ def _promoting(builder: Builder, spec: ModelDeploymentSpec, stable: str, stable_
         return builder.promote(stable, stable_hash, candidate, hash_)
     weight = spec.rollout.steps[progress.step].weight if progress.gates_passed else 0
     _route(builder, spec, stable, candidate, hash_, weight, full_size)
-    builder.plan.requeue_after = PROGRESS_REQUEUE_SECONDS
+    builder.plan.requeue_after = until_deadline(builder, progress, spec)
     message = f"promoting {candidate}: " + waiting_message(observed, candidate, None, full_size)
     return builder.finish("Progressing", "RolloutInProgress", message, "Promoting")

@@ -11,6 +11,12 @@ from .model import ContainerState, DeploymentState, Failure, Observed, PodState
 FETCH_CONTAINER = "fetch"
 # `modelserver fetch` exit code for a digest mismatch (see modelserver/fetch.py).
 DIGEST_MISMATCH_EXIT_CODE = 3
+# `modelserver fetch` exit code and reason when the model's signature does not verify (modelserver/signature.py).
+SIGNATURE_INVALID_EXIT_CODE = 10
+SIGNATURE_INVALID = "SignatureInvalid"
+# `modelserver fetch` exit code and reason when an encrypted model does not decrypt (modelserver/decrypt.py).
+DECRYPTION_FAILED_EXIT_CODE = 11
+DECRYPTION_FAILED = "DecryptionFailed"
 # `modelserver serve` exit code when a model does not load.
 MODEL_LOAD_EXIT_CODE = 4
 CRASH_LOOP_RESTARTS = 3
@@ -48,6 +54,14 @@ def _container_failure(pod: PodState, container: ContainerState) -> Failure | No
         return Failure("OOMKilled", f"{where} was OOMKilled: raise resources.limits.memory", True)
     if code is not None and code != 0:
         detail = _text(message)[-300:]
+        if container.init and container.name == FETCH_CONTAINER and (
+                code == DECRYPTION_FAILED_EXIT_CODE or DECRYPTION_FAILED in detail):
+            # A wrong key or a damaged ciphertext never heals by retrying.
+            return Failure("DecryptionFailed", f"{where}: the model artifact could not be decrypted: {detail}", True)
+        if container.init and container.name == FETCH_CONTAINER and (
+                code == SIGNATURE_INVALID_EXIT_CODE or SIGNATURE_INVALID in detail):
+            # Missing, untrusted or mismatching: the same bytes and signature never verify on a retry.
+            return Failure("SignatureInvalid", f"{where}: the model's signature does not verify: {detail}", True)
         if container.init and container.name == FETCH_CONTAINER:
             if code == DIGEST_MISMATCH_EXIT_CODE or "digest" in detail.lower():
                 return Failure("ArtifactIntegrity", f"{where}: model artifact digest mismatch: {detail}", True)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from ..api.spec import ModelDeploymentSpec
 from .builder import (
-    PROGRESS_REQUEUE_SECONDS,
     Builder,
     deadline_failure,
     deadline_passed,
     ready,
     stable_replicas,
+    until_deadline,
     waiting_message,
 )
 from .failures import revision_failure
@@ -25,8 +25,7 @@ def steady(builder: Builder, candidate: str, hash_: str) -> Plan:
     status.rollout = None
     if ready(builder.observed, candidate, 1):
         return builder.finish("Healthy", "Serving", f"revision {candidate} is serving")
-    failure = revision_failure(builder.observed, candidate)
-    builder.plan.requeue_after = PROGRESS_REQUEUE_SECONDS
+    failure = revision_failure(builder.observed, candidate)  # its pods' watch events wake the next round
     return builder.finish("Progressing", "StableNotReady", waiting_message(builder.observed, candidate, failure))
 
 
@@ -34,7 +33,7 @@ def first_deploy(builder: Builder, spec: ModelDeploymentSpec, candidate: str, ha
     """Nothing serves yet: there is nothing to compare a canary with, so it goes straight in."""
     observed = builder.observed
     progress = builder.progress(candidate)
-    builder.set_revision_state(candidate, hash_, "Pending", spec.model.digest)
+    builder.set_revision_state(candidate, hash_, "Pending", spec.model.digest, spec.model.version)
     # Labelled canary until promoted: a Deployment labelled stable always is one that served (that is
     # how a lost status is rebuilt), and a first deploy is never planned while one exists.
     builder.serve_stable(candidate, hash_, render=True, role="canary")
@@ -49,7 +48,7 @@ def first_deploy(builder: Builder, spec: ModelDeploymentSpec, candidate: str, ha
         builder.reject(candidate, hash_, failure)
         builder.plan.hpa_target = None
         return builder.finish("Failed", failure.reason, f"revision {candidate} failed: {failure.message}")
-    builder.plan.requeue_after = PROGRESS_REQUEUE_SECONDS
+    builder.plan.requeue_after = until_deadline(builder, progress, spec)
     return builder.finish("Progressing", "RolloutInProgress", waiting_message(observed, candidate, failure))
 
 
@@ -57,7 +56,7 @@ def replace(builder: Builder, spec: ModelDeploymentSpec, stable: str, candidate:
     """immediate: the new revision is readied at the stable's size beside it, then takes all traffic."""
     observed = builder.observed
     progress = builder.progress(candidate)
-    builder.set_revision_state(candidate, hash_, "Canary", spec.model.digest)
+    builder.set_revision_state(candidate, hash_, "Canary", spec.model.digest, spec.model.version)
     stable_hash = observed.deployments[stable].spec_hash
     replicas = stable_replicas(observed, stable, spec)
     builder.status.canary_revision = candidate
@@ -72,6 +71,6 @@ def replace(builder: Builder, spec: ModelDeploymentSpec, stable: str, candidate:
         return builder.finish("RolledBack", failure.reason, f"revision {candidate} rolled back: {failure.message}")
     builder.plan.revisions.append(RevisionPlan(candidate, hash_, "canary", replicas, True))
     builder.plan.weights[candidate] = 0
-    builder.plan.requeue_after = PROGRESS_REQUEUE_SECONDS
+    builder.plan.requeue_after = until_deadline(builder, progress, spec)
     message = waiting_message(observed, candidate, failure, replicas)
     return builder.finish("Progressing", "RolloutInProgress", message, "Immediate")

@@ -12,6 +12,7 @@ from ..api.spec import ModelDeploymentSpec
 from ..render.revision import revision_name, spec_hash
 from .builder import Builder, labelled_stable, ready
 from .canary import analysis_due_in, canary
+from .downgrade import downgrade_refusal, refuse_downgrade
 from .immediate import first_deploy, replace, steady
 from .model import Needs, Observed, Plan
 
@@ -117,6 +118,9 @@ def _decide(builder: Builder, spec: ModelDeploymentSpec, candidate: str, hash_: 
         return steady(builder, candidate, hash_)
     if stable is None or stable == candidate:
         return first_deploy(builder, spec, candidate, hash_)
+    refusal = downgrade_refusal(spec, status, stable)
+    if refusal is not None:
+        return refuse_downgrade(builder, stable, candidate, refusal)
     if spec.rollout.strategy == "immediate":
         return replace(builder, spec, stable, candidate, hash_)
     return canary(builder, spec, stable, candidate, hash_)

@@ -19,7 +19,15 @@ from __future__ import annotations
 from typing import Any
 
 from ..kubeapi import KubeClient
-from ..render.labels import NAME_LABEL, REVISION_LABEL, SERVING, TRAFFIC_LABEL, selector
+from ..render.labels import (
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    NAME_LABEL,
+    REVISION_LABEL,
+    SERVING,
+    TRAFFIC_LABEL,
+    selector,
+)
 from ..render.service import render_main_service
 from .base import RouterTarget
 
@@ -47,7 +55,8 @@ class ServiceRouter:
         return self.kube.get("v1", "Service", self.target.namespace, self.target.name)
 
     def _pods(self) -> list[dict[str, Any]]:
-        return [pod for pod in self.kube.list("v1", "Pod", self.target.namespace, selector(self.target.name))
+        owned = {MANAGED_BY_LABEL: MANAGED_BY, **selector(self.target.name)}  # ours: what the watch cache holds
+        return [pod for pod in self.kube.list("v1", "Pod", self.target.namespace, owned)
                 if not pod["metadata"].get("deletionTimestamp")]
 
     def _apply_selector(self, wanted: dict[str, str]) -> bool:

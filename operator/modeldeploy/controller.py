@@ -1,0 +1,145 @@
+"""The operator's engine: watch events and due timers put ModelDeployment keys on one work queue,
+and a bounded pool of worker threads reconciles them.
+
+kopf still runs one daemon per ModelDeployment, but only as its lease: while the daemon lives (the
+object exists, this replica is the active peer, the object is in this shard) the key is *served*;
+when kopf stops it, the key is dropped and its reconciler is fenced (it writes nothing more). The
+reconciles themselves never wait on kopf: a thousand objects share `workers` threads fairly.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .api import KIND
+from .reconciler import Context, Outcome, Reconciler
+from .render.labels import NAME_LABEL
+from .rollout.errors import backoff_seconds
+from .wakeups import (
+    WakeFilter,
+    child_fingerprint,
+    deployment_fingerprint,
+    model_deployment_fingerprint,
+    pod_fingerprint,
+)
+from .workqueue import ShutDown, WorkQueue
+
+logger = logging.getLogger("modeldeploy")
+Key = tuple[str, str]
+FINGERPRINTS: dict[str, Callable[[dict[str, Any]], tuple[Any, ...]]] = {
+    KIND: model_deployment_fingerprint, "Deployment": deployment_fingerprint, "Pod": pod_fingerprint}
+
+
+@dataclass
+class Lease:
+    """A served key: its reconciler (which keeps unsent Events between rounds) and whether one runs."""
+
+    reconciler: Reconciler
+    stopped: Callable[[], bool]
+    idle: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.idle.set()
+
+
+class Controller:
+    def __init__(self, context: Context, *, workers: int, resync_seconds: float,
+                 queue: WorkQueue | None = None) -> None:
+        self.context, self.workers, self.resync_seconds = context, workers, resync_seconds
+        self.queue = queue or WorkQueue()
+        self.wake_filter = WakeFilter()
+        self._leases: dict[Key, Lease] = {}
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+
+    # ----- leases: which keys this replica serves -----
+
+    def serve(self, key: Key, stopped: Callable[[], bool],
+              reconciler_factory: Callable[..., Reconciler] = Reconciler) -> Lease:
+        lease = Lease(reconciler_factory(self.context, stopped=stopped), stopped)
+        with self._lock:
+            self._leases[key] = lease
+        self.queue.add(key, urgent=True)  # a new object (or one this replica just took over)
+        return lease
+
+    def release(self, key: Key) -> Lease | None:
+        with self._lock:
+            lease = self._leases.pop(key, None)
+        self.queue.cancel_timers(key)
+        self.queue.forget(key)
+        return lease
+
+    def served(self) -> int:
+        with self._lock:
+            return len(self._leases)
+
+    def lease(self, key: Key) -> Lease | None:
+        with self._lock:
+            return self._leases.get(key)
+
+    # ----- wake-ups -----
+
+    def on_event(self, kind: str, event_type: str, obj: dict[str, Any]) -> None:
+        """A watch event of a ModelDeployment or of a child: wake its ModelDeployment if it matters."""
+        meta = obj.get("metadata") or {}
+        namespace = str(meta.get("namespace") or "")
+        name = meta.get("name") if kind == KIND else (meta.get("labels") or {}).get(NAME_LABEL)
+        if not name:
+            return
+        fingerprint = FINGERPRINTS.get(kind, child_fingerprint)(obj)
+        if self.wake_filter.changed(kind, event_type, obj, fingerprint) and self.lease((namespace, name)):
+            # A spec change or a user's intent is what a person waits for: before the children's news.
+            self.queue.add((namespace, name), urgent=kind == KIND)
+
+    # ----- workers -----
+
+    def start(self) -> None:
+        for index in range(self.workers):
+            thread = threading.Thread(target=self._work, daemon=True, name=f"reconcile-{index}")
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self.queue.shut_down()
+
+    def _work(self) -> None:
+        while True:
+            try:
+                key: Key = self.queue.get()  # type: ignore[assignment]  # only keys are ever added
+            except ShutDown:
+                return
+            try:
+                self.process(key)
+            except Exception:  # never lose a worker: run_once reports its own errors
+                logger.exception("worker failed on %s/%s", *key)
+            finally:
+                self.queue.done(key)
+
+    def process(self, key: Key) -> Outcome | None:
+        with self._lock:  # claimed atomically: a release after this waits for the reconcile (idle)
+            lease = self._leases.get(key)
+            if lease is None or lease.stopped():
+                return None  # not (or no longer) ours
+            lease.idle.clear()
+        try:
+            outcome = lease.reconciler.run_once(*key)
+        finally:
+            lease.idle.set()
+        self._schedule(key, outcome)
+        return outcome
+
+    def _schedule(self, key: Key, outcome: Outcome) -> None:
+        if self.lease(key) is None:
+            return
+        if outcome.error is not None:
+            error = outcome.error
+            delay = self.queue.add_rate_limited(key, lambda failures: backoff_seconds(failures, error))
+            logger.info("reconcile %s/%s: retrying in %.0fs", *key, delay)
+            return
+        if outcome.result == "ok":
+            self.queue.forget(key)
+        self.queue.add_after(key, self.resync_seconds if outcome.requeue_after is None else outcome.requeue_after)
