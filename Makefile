@@ -60,7 +60,8 @@ test: lint kube kube-oldest
 	$(MAKE) --no-print-directory test-compat
 
 # The long reliability campaigns (tests/reliability, marked `reliability`): the 20-point kill -9
-# table and the two-replica failover, ~6 min. The soak is `$(PY) bench/soak.py`.
+# table, the two-replica failover and a canary beside 1,000 Progressing objects, ~12 min. The soak is
+# `$(PY) bench/soak.py`.
 test-reliability: install kube
 	MODELDEPLOY_KUBE_VERSION=$(KUBE_VERSION) $(PYTEST) -s -m reliability tests/reliability
 

@@ -256,7 +256,7 @@ def create_all(kube: KubeClient, objects: list[dict[str, Any]], created: dict[st
         list(pool.map(create, objects))
 
 
-def run_operator(cluster: LocalCluster, n: int) -> dict[str, Any]:
+def run_operator(cluster: LocalCluster, n: int, cleanup: bool = True) -> dict[str, Any]:
     kube = cluster.admin
     cluster.create_namespace(NAMESPACE)
     env = {"MODELDEPLOY_RESYNC_SECONDS": str(RESYNC_SECONDS)}
@@ -295,8 +295,10 @@ def run_operator(cluster: LocalCluster, n: int) -> dict[str, Any]:
             del noop[key]  # the watches stay open: they are the feed, not requests per object
         sampler.stop()
         rss_end = rss_bytes(pid)
-        delete_model_deployments(kube, NAMESPACE)  # while the operator runs: it removes its finalizers
-    cluster.delete_namespace(NAMESPACE, timeout=900)
+        if cleanup:  # the last size needs none: the whole cluster goes at the end
+            delete_model_deployments(kube, NAMESPACE)  # while the operator runs: it removes its finalizers
+    if cleanup:
+        cluster.delete_namespace(NAMESPACE, timeout=1800)
     return {
         "n": n, "total": total, "healthy": all_healthy, "p50": statistics.median(storm), "p99": percentile(storm, 0.99),
         "idle_p99": percentile(idle, 0.99), "requests": requests,
@@ -335,7 +337,7 @@ def floor_objects(index: int) -> list[Callable[[KubeClient], Any]]:
     return [md]
 
 
-def run_floor(cluster: LocalCluster, n: int) -> float:
+def run_floor(cluster: LocalCluster, n: int, cleanup: bool = True) -> float:
     cluster.create_namespace(FLOOR_NAMESPACE)
     kube = cluster.control_plane.client()
     try:
@@ -345,7 +347,8 @@ def run_floor(cluster: LocalCluster, n: int) -> float:
         return time.perf_counter() - started
     finally:
         kube.close()
-        cluster.delete_namespace(FLOOR_NAMESPACE, timeout=900)
+        if cleanup:
+            cluster.delete_namespace(FLOOR_NAMESPACE, timeout=1800)
 
 
 def main() -> None:
@@ -359,12 +362,13 @@ def main() -> None:
               flush=True)
         print(f"{'N':>5} {'synced s':>8} {'healthy s':>9} {'p50 s':>6} {'p99 s':>6} {'idle p99':>8} {'writes/obj':>10} "
               f"{'noop req':>8} {'RSS start/peak/end MiB':>23} {'floor s':>7} {'total/floor':>11}  requests by verb")
-        for n in args.sizes:
-            result = run_operator(cluster, n)
+        for index, n in enumerate(args.sizes):
+            last = index == len(args.sizes) - 1
+            result = run_operator(cluster, n, cleanup=not last)
             summary = {key: value for key, value in result.items()
                        if key not in ("requests", "by_resource", "noop_detail")}
             print(f"      (N={n}, the operator's part: {summary})", flush=True)
-            floor = run_floor(cluster, n)
+            floor = run_floor(cluster, n, cleanup=not last)
             rss = "/".join(f"{value:.0f}" for value in result["rss"])
             verbs = " ".join(f"{verb}={count}" for verb, count in sorted(result["requests"].items()))
             print(f"{n:>5} {result['total']:>8.1f} {result['healthy']:>9.1f} {result['p50']:>6.2f} "

@@ -41,6 +41,7 @@ class Lease:
     reconciler: Reconciler
     stopped: Callable[[], bool]
     idle: threading.Event = field(default_factory=threading.Event)
+    after: Callable[[], None] | None = None  # runs when the reconcile in flight ends (see release)
 
     def __post_init__(self) -> None:
         self.idle.set()
@@ -66,11 +67,18 @@ class Controller:
         self.queue.add(key, urgent=True)  # a new object (or one this replica just took over)
         return lease
 
-    def release(self, key: Key) -> Lease | None:
+    def release(self, key: Key, then: Callable[[], None] | None = None) -> Lease | None:
+        """Stop serving `key`; `then` runs once no reconcile of it runs any more (now, or when the one in
+        flight ends): what it cleans up (metric series) is not written again after it."""
         with self._lock:
             lease = self._leases.pop(key, None)
+            if lease is not None and then is not None and not lease.idle.is_set():
+                lease.after = then
+                then = None
         self.queue.cancel_timers(key)
         self.queue.forget(key)
+        if then is not None:
+            then()
         return lease
 
     def served(self) -> int:
@@ -128,7 +136,11 @@ class Controller:
         try:
             outcome = lease.reconciler.run_once(*key)
         finally:
-            lease.idle.set()
+            with self._lock:
+                lease.idle.set()
+                after, lease.after = lease.after, None
+            if after is not None:
+                after()
         self._schedule(key, outcome)
         return outcome
 

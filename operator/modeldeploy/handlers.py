@@ -170,11 +170,11 @@ async def run_model_deployment(namespace: str | None, name: str, stopped: kopf.D
     try:
         await stopped.wait()
     finally:
-        controller.release(key)
-        await _until_idle(lease)
+        # No await before the release: kopf may cancel a stopping daemon at any await.
         reason = stopped.reason
-        if reason is not None and reason & kopf.DaemonStoppingReason.RESOURCE_DELETED:
-            forget(controller, namespace, name)
+        deleted = reason is not None and bool(reason & kopf.DaemonStoppingReason.RESOURCE_DELETED)
+        controller.release(key, then=(lambda: forget(controller, namespace, name)) if deleted else None)
+        await _until_idle(lease)
 
 
 def forget(controller: Controller, namespace: str, name: str) -> None:
