@@ -5,7 +5,8 @@ undisturbed canary of the same run.
 
 The bound, against an undisturbed canary of the same run (requests counted when they arrive at the
 proxy, the operator's and kopf's alike): under faults the mean rate is at most 2x the undisturbed
-mean, and the busiest second at most 2x the undisturbed busiest second. Retries with back-off add
+mean, and the busiest second at most 2x the undisturbed busiest second (or, as the undisturbed rates
+are now tiny, at most 10/s and 40/s). Retries with back-off add
 a few requests; a hot loop (retrying a 500 or a 409 at once) multiplies them. Lists are bounded
 apart: the operator reads from watch caches, so an undisturbed canary sends few requests, and a 410
 Gone rightly relists (one list per broken watch, the operator's cache and kopf's own): at most two
@@ -44,6 +45,9 @@ from .scenario import (
 )
 
 FACTOR = 2.0
+# Reads come from watch caches: an undisturbed canary sends ~3 requests a second, so twice its busiest
+# second is a handful, within the noise of one retried reconcile. A hot loop sends hundreds a second.
+HOT_LOOP_PEAK, HOT_LOOP_MEAN = 40, 10.0
 
 
 def is_list(seen: Seen) -> bool:
@@ -79,14 +83,15 @@ def test_a_canary_converges_through_api_faults_without_a_hot_loop(
             v2, calm, calm_seconds, calm_lists = rollout(sb, proxy, 2, v1)
             endpoints.reset_minimum()
             # A storm of bounded size: each kind of fault a few times, spread over the canary by its
-            # probability. (A reconcile makes ~20 requests: a steady 8 % of 500s fails most of them,
-            # and the operator's back-off then rightly grows to 30 s.)
+            # probability. (Reads come from the caches: the faults fall on writes, relists and kopf's
+            # own requests; a steady rate of 500s would rightly grow the back-off to 30 s.)
             rules: list[Rule] = [
                 # Not Events (best effort; a lost one is no duplicate) and not watches (their own rules).
                 proxy.add(server_error(), path=r"^(?!.*/events$)", watch=False, times=8, probability=0.05),
                 proxy.add(conflict(), method="PATCH", path=r"/status$", times=3, probability=0.5),
-                proxy.add(too_many_requests(), method="GET", watch=False, times=3, probability=0.05),
-                proxy.add(Delay(1.5), method="GET", watch=False, times=10, probability=0.1),
+                # Any verb (GETs are rare now), not Events (as above).
+                proxy.add(too_many_requests(), path=r"^(?!.*/events$)", watch=False, times=3, probability=0.1),
+                proxy.add(Delay(1.5), watch=False, times=10, probability=0.1),
                 proxy.add(DropWatch(after_events=1), watch=True, path=watched, times=4),
                 proxy.add(Gone(), watch=True, path=watched, times=3),
             ]
@@ -101,8 +106,8 @@ def test_a_canary_converges_through_api_faults_without_a_hot_loop(
           f"lists {calm_lists} undisturbed, {stormy_lists} under faults")
     assert all(rule.hits >= 1 for rule in rules), [(type(r.fault).__name__, r.hits) for r in rules]
     assert problems == []
-    assert stormy.peak_per_second <= FACTOR * calm.peak_per_second, (stormy, calm)
-    assert stormy.mean <= FACTOR * calm.mean, (stormy, calm)
+    assert stormy.peak_per_second <= max(FACTOR * calm.peak_per_second, HOT_LOOP_PEAK), (stormy, calm)
+    assert stormy.mean <= max(FACTOR * calm.mean, HOT_LOOP_MEAN), (stormy, calm)
     watch_faults = sum(rule.hits for rule in rules if isinstance(rule.fault, DropWatch | Gone))
     assert stormy_lists <= calm_lists + 2 * watch_faults, (stormy_lists, calm_lists, watch_faults)
     assert endpoints.minimum, endpoints.empty
