@@ -61,8 +61,8 @@ class OperatorMetrics:
         self.served.set_function(served)
         self.cache_relists.set_function(cache.relists)
         self.throttled_seconds.set_function(throttled)
-        for _, kind in cache.stores:
-            self.cache_objects.labels(kind).set_function(_size_of(cache, kind))
+        for (_, kind), store in cache.stores.items():
+            self.cache_objects.labels(kind).set_function(store.__len__)
 
     def forget(self, namespace: str, name: str) -> None:
         """Remove the series of a deleted ModelDeployment (they would report it forever otherwise)."""
@@ -76,7 +76,3 @@ class OperatorMetrics:
 
     def serve(self, port: int, address: str = "0.0.0.0") -> None:
         start_http_server(port, addr=address, registry=self.registry)
-
-
-def _size_of(cache: Cache, kind: str) -> Callable[[], float]:
-    return lambda: cache.sizes().get(kind, 0)

@@ -79,9 +79,6 @@ class Cache:
             return None
         return self.stores[key], self.kinds[key]
 
-    def sizes(self) -> dict[str, int]:
-        return {kind: len(store) for (_, kind), store in self.stores.items()}
-
     def relists(self) -> int:
         return sum(informer.relists for informers in self.informers.values() for informer in informers)
 
