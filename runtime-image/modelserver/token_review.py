@@ -44,6 +44,18 @@ def api_server_url(environ: Mapping[str, str] = os.environ) -> str:
     return f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
 
 
+async def _whole_body(stream: aiohttp.StreamReader) -> bytes:
+    """The answer to its end, or ReviewUnavailable past MAX_ANSWER_BYTES. (``read(n)`` alone returns what has
+    arrived so far: an answer split across TCP segments came back cut, and its JSON did not parse.)"""
+    chunks, size = [], 0
+    while chunk := await stream.read(MAX_ANSWER_BYTES + 1 - size):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_ANSWER_BYTES:
+            raise ReviewUnavailable(f"TokenReview answer is over {MAX_ANSWER_BYTES} bytes")
+    return b"".join(chunks)
+
+
 class TokenReviewer:
     def __init__(self, api_server: str, service_account_dir: Path) -> None:
         self.url = api_server.rstrip("/") + REVIEW_PATH
@@ -64,10 +76,9 @@ class TokenReviewer:
         try:
             async with self._session.post(self.url, json=body, ssl=self.ssl, allow_redirects=False,
                                           headers={"Authorization": f"Bearer {own}"}) as answer:
-                raw = await answer.content.read(MAX_ANSWER_BYTES)
                 if answer.status != 201 and answer.status != 200:
                     raise ReviewUnavailable(f"TokenReview answered HTTP {answer.status}")
-                data: Any = json.loads(raw)
+                data: Any = json.loads(await _whole_body(answer.content))
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise ReviewUnavailable(f"TokenReview failed: {type(exc).__name__}: {exc}") from None
         status = data.get("status") if isinstance(data, dict) else None
