@@ -9,13 +9,16 @@ from typing import Any
 from .api.spec import ModelDeploymentSpec
 from .caller_token import gate_headers
 from .kubeapi import KubeApiError, KubeClient
-from .outbound import METADATA_BODY_LIMIT, METRICS_BODY_LIMIT, OutboundError, Unreachable, request
+from .outbound import METADATA_BODY_LIMIT, METRICS_BODY_LIMIT, HttpStatus, OutboundError, Unreachable, request
 from .render import model_name
 from .rollout import GateResult, Observed
 from .rollout.gates import output_differences, signature_differences
 
 HTTP_PORT = 8000
 TIMEOUT_SECONDS = 5.0
+# "Not now" answers (busy, or a pod's token check that cannot reach the API server): asked again, and
+# the progress deadline still runs; every other error status fails the gates.
+RETRIED_STATUSES = frozenset({429, 503})
 
 
 def _http(method: str, url: str, body: Any = None, auth: Mapping[str, str] | None = None) -> Any:
@@ -93,6 +96,10 @@ def run_gates(kube: KubeClient, observed: Observed, spec: ModelDeploymentSpec, s
         return GateResult(False, str(error))
     except (Unreachable, KubeApiError):  # a pod, or the TokenRequest API, not reachable now: retried
         return None
+    except HttpStatus as error:
+        if error.code in RETRIED_STATUSES:
+            return None
+        return GateResult(False, f"gates: {error}")
     except OutboundError as error:  # an HTTP error, a redirect, an oversize answer: the status code, never the body
         return GateResult(False, f"gates: {error}")
     except ValueError:

@@ -125,21 +125,32 @@ def test_a_prometheus_redirect_makes_metrics_unavailable(serve: Any) -> None:
     assert target_paths == []
 
 
-def test_gates_report_the_status_code_not_the_body(serve: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def _gates_against(url: str, monkeypatch: pytest.MonkeyPatch) -> Any:
     from types import SimpleNamespace
 
     import modeldeploy.gates as gates
 
-    url, _ = serve(reply(500, SECRET_PAGE))
-    port = int(url.rsplit(":", 1)[1])
-    monkeypatch.setattr(gates, "HTTP_PORT", port)
+    monkeypatch.setattr(gates, "HTTP_PORT", int(url.rsplit(":", 1)[1]))
     pods = [SimpleNamespace(ready=True, address="127.0.0.1")]
     observed = SimpleNamespace(pods_of=lambda revision: pods, name="resnet", namespace="ml")
     spec = SimpleNamespace(rollout=SimpleNamespace(gates=SimpleNamespace(signature=True, smoke_test=None)),
                            model=SimpleNamespace(name=None), access=None)
-    result = run_gates(None, observed, spec, "resnet-a", "resnet-b")  # type: ignore[arg-type]
+    return run_gates(None, observed, spec, "resnet-a", "resnet-b")  # type: ignore[arg-type]
+
+
+def test_gates_report_the_status_code_not_the_body(serve: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    url, _ = serve(reply(500, SECRET_PAGE))
+    result = _gates_against(url, monkeypatch)
     assert result is not None and not result.passed
     assert result.message == f"gates: {url}/v2/models/resnet answered HTTP 500"
+
+
+@pytest.mark.parametrize("code", [429, 503])
+def test_a_busy_or_unavailable_pod_is_asked_again_not_failed(code: int, serve: Any,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    url, paths = serve(reply(code, b'{"error": "cannot verify the bearer token now"}'))
+    assert _gates_against(url, monkeypatch) is None  # None: retried while the deadline runs
+    assert paths  # the pod was asked
 
 
 @pytest.mark.parametrize("address,ok", [
