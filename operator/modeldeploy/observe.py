@@ -15,7 +15,9 @@ from .render.labels import (
     NAME_LABEL,
     REVISION_LABEL,
     ROLE_LABEL,
+    SERVING,
     SPEC_HASH_ANNOTATION,
+    TRAFFIC_LABEL,
 )
 from .rollout import ContainerState, DeploymentState, Observed, PodState
 
@@ -41,6 +43,7 @@ def deployment_state(obj: dict[str, Any]) -> DeploymentState:
     meta = obj["metadata"]
     status = obj.get("status") or {}
     replicas = (obj.get("spec") or {}).get("replicas")
+    template_labels = (((obj.get("spec") or {}).get("template") or {}).get("metadata") or {}).get("labels") or {}
     return DeploymentState(
         revision=meta["labels"][REVISION_LABEL],
         spec_hash=(meta.get("annotations") or {}).get(SPEC_HASH_ANNOTATION, ""),
@@ -51,6 +54,7 @@ def deployment_state(obj: dict[str, Any]) -> DeploymentState:
         updated_replicas=int(status.get("updatedReplicas") or 0),
         replica_failure=replica_failure(status),
         created_at=str(meta.get("creationTimestamp") or ""),
+        born_serving=template_labels.get(TRAFFIC_LABEL) == SERVING,
     )
 
 

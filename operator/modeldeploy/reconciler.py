@@ -212,7 +212,9 @@ class Reconciler:
         if rev.render:
             desired = render_deployment(spec, name=owner.name, namespace=owner.namespace, revision=rev.revision,
                                         spec_hash=rev.spec_hash, role=rev.role, replicas=rev.replicas,
-                                        owner=owner, images=self.context.images, peers=access_peers())
+                                        owner=owner, images=self.context.images, peers=access_peers(),
+                                        # Decided once, at creation: a template change re-creates pods.
+                                        born_serving=live.born_serving if live is not None else rev.born_serving)
             if rev.replicas is None and live is None:
                 # The HPA owns the count from now on; it starts where autoscaling says.
                 desired["spec"]["replicas"] = spec.autoscaling.min_replicas

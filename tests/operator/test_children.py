@@ -54,7 +54,9 @@ def children(sb: Sandbox) -> dict[tuple[str, str], list[str]]:
             for api, kind in CHILDREN}
 
 
-def test_a_model_deployment_gets_owned_children_and_a_healthy_status(sandbox: Sandbox, admin: KubeClient) -> None:
+def test_a_model_deployment_gets_owned_children_and_a_healthy_status(
+        sandbox: Sandbox, admin: KubeClient, cluster: LocalCluster) -> None:
+    since = mark(cluster)
     status = deploy(sandbox)
     revision = status["stableRevision"]
     assert re.fullmatch(rf"{NAME}-[0-9a-f]{{5}}", revision), revision
@@ -82,6 +84,9 @@ def test_a_model_deployment_gets_owned_children_and_a_healthy_status(sandbox: Sa
     assert addresses == [([pod["status"]["podIP"]], True)]
     reasons = [e["reason"] for e in sandbox.events(NAME)]
     assert reasons.count("RevisionCreated") == 1 and reasons.count("Promoted") == 1, reasons
+    # A first deploy's pods are born with the traffic label (ready for a canary): no patch per pod.
+    assert pod["metadata"]["labels"]["modeldeploy.dev/traffic"] == "serving"
+    assert count(operator_calls(cluster, sandbox.namespace, since), "patch", "pods") == 0
 
 
 @pytest.mark.parametrize("requests", [{}, {"cpu": "0.25", "memory": "0.5Gi"}], ids=["defaults", "decimal-quantities"])

@@ -29,6 +29,7 @@ def test_first_deploy_creates_the_revision_and_points_everything_at_it() -> None
     result = plan(observed(model))
     assert result.status.phase == "Progressing"
     assert [(r.revision, r.role, r.replicas, r.render) for r in result.revisions] == [(name, "canary", None, True)]
+    assert result.revisions[0].born_serving  # nothing else serves: its pods are born routable
     assert result.hpa_target == name and result.weights == {name: 100}
     assert result.status.rollout is not None and result.status.rollout.started_at == "2026-01-01T00:00:00Z"
     assert condition(result.status, "Reconciling") == ("True", "RolloutInProgress")
@@ -68,6 +69,9 @@ def test_a_new_revision_is_readied_beside_the_stable_then_promoted() -> None:
     assert waiting.status.phase == "Progressing" and waiting.status.canary_revision == new_name
     by_name = {r.revision: r for r in waiting.revisions}
     assert by_name[new_name].replicas == 3 and by_name[new_name].role == "canary"
+    # A canary's pods are not born routable: a Service over several revisions must not reach them
+    # before they serve (the router labels them once they do).
+    assert not by_name[new_name].born_serving
     assert by_name[old_name].render is False and waiting.hpa_target == old_name
     assert waiting.weights == {old_name: 100, new_name: 0}
     promoted = plan(observed(new, waiting.status,

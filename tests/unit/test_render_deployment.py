@@ -8,6 +8,7 @@ import kubernetes_validate
 import pytest
 
 from modeldeploy.api import ModelDeploymentSpec
+from modeldeploy.observe import deployment_state
 from modeldeploy.render import (
     MANAGED_BY_LABEL,
     NAME_LABEL,
@@ -114,6 +115,21 @@ def test_labels_selector_and_owner(render_spec: SpecFactory, render_owner: Owner
         "uid": render_owner.uid, "controller": True, "blockOwnerDeletion": True}]
     assert deployment["spec"]["revisionHistoryLimit"] == 1
     assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
+
+
+def test_a_born_serving_revision_labels_its_pods_for_traffic(render_spec: SpecFactory, render_owner: Owner,
+                                                             render_images: RuntimeImages) -> None:
+    spec = render_spec()
+    digest = spec_hash(spec)
+    born = render_deployment(spec, name="resnet", namespace="ml", revision=revision_name("resnet", digest),
+                             spec_hash=digest, role="canary", replicas=None, owner=render_owner,
+                             images=render_images, born_serving=True)
+    plain = render(spec, render_owner, render_images, role="canary", replicas=None)
+    born_labels = born["spec"]["template"]["metadata"]["labels"]
+    assert born_labels == {**plain["spec"]["template"]["metadata"]["labels"], "modeldeploy.dev/traffic": "serving"}
+    assert born["spec"]["selector"] == plain["spec"]["selector"]  # the selector never has it: pods may lose it
+    # What the reconciler keeps for the Deployment's life (it reads it back, never flips it).
+    assert deployment_state(born).born_serving and not deployment_state(plain).born_serving
 
 
 def test_promotion_changes_no_pod_template(render_spec: SpecFactory, render_owner: Owner,

@@ -19,7 +19,9 @@ from .images import RuntimeImages
 from .labels import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
+    SERVING,
     SPEC_HASH_ANNOTATION,
+    TRAFFIC_LABEL,
     Owner,
     child_labels,
     object_meta,
@@ -85,10 +87,12 @@ def _server(spec: ModelDeploymentSpec, *, name: str, namespace: str, images: Run
 
 
 def _pod_template(spec: ModelDeploymentSpec, *, name: str, namespace: str, revision: str, spec_hash: str,
-                  images: RuntimeImages, peers: AccessPeers) -> dict[str, Any]:
+                  images: RuntimeImages, peers: AccessPeers, born_serving: bool) -> dict[str, Any]:
     # No role label on pods: promotion relabels the Deployment, and a template change would
     # re-create every pod. Promotion must never re-deploy (DESIGN section 4).
     labels = {MANAGED_BY_LABEL: MANAGED_BY, **selector(name, revision)}
+    if born_serving:
+        labels[TRAFFIC_LABEL] = SERVING
     annotations = {
         SPEC_HASH_ANNOTATION: spec_hash,
         "kubectl.kubernetes.io/default-container": "server",
@@ -123,9 +127,11 @@ def render_deployment(
     owner: Owner,
     images: RuntimeImages,
     peers: AccessPeers | None = None,
+    born_serving: bool = False,
 ) -> dict[str, Any]:
     """apps/v1 Deployment `revision`. replicas None leaves spec.replicas out: the HPA owns it.
-    `peers`: the operator's identity the token check admits (spec.access.requireToken)."""
+    `peers`: the operator's identity the token check admits (spec.access.requireToken).
+    `born_serving`: its pods carry the traffic label from creation (a first deploy's; see traffic.service)."""
     deployment_spec: dict[str, Any] = {}
     if replicas is not None:
         deployment_spec["replicas"] = replicas
@@ -137,7 +143,7 @@ def render_deployment(
         # then surge, and never drop below the serving capacity.
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
         "template": _pod_template(spec, name=name, namespace=namespace, revision=revision, spec_hash=spec_hash,
-                                  images=images, peers=peers or AccessPeers()),
+                                  images=images, peers=peers or AccessPeers(), born_serving=born_serving),
     }
     return {
         "apiVersion": "apps/v1",

@@ -75,8 +75,9 @@ class Builder:
             if entry.name == revision and entry.state in ("Pending", "Canary"):
                 entry.state = "Superseded"
 
-    def serve_stable(self, stable: str, hash_: str, render: bool, role: Role = "stable") -> None:
-        self.plan.revisions.append(RevisionPlan(stable, hash_, role, None, render))
+    def serve_stable(self, stable: str, hash_: str, render: bool, role: Role = "stable",
+                     born_serving: bool = False) -> None:
+        self.plan.revisions.append(RevisionPlan(stable, hash_, role, None, render, born_serving))
         self.plan.hpa_target = stable
         self.plan.weights[stable] = 100
 

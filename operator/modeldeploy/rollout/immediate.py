@@ -36,7 +36,7 @@ def first_deploy(builder: Builder, spec: ModelDeploymentSpec, candidate: str, ha
     builder.set_revision_state(candidate, hash_, "Pending", spec.model.digest, spec.model.version)
     # Labelled canary until promoted: a Deployment labelled stable always is one that served (that is
     # how a lost status is rebuilt), and a first deploy is never planned while one exists.
-    builder.serve_stable(candidate, hash_, render=True, role="canary")
+    builder.serve_stable(candidate, hash_, render=True, role="canary", born_serving=True)
     state = observed.deployments.get(candidate)
     wanted = state.replicas if state and state.replicas is not None else spec.autoscaling.min_replicas
     if ready(observed, candidate, wanted):  # Healthy means every wanted pod serves, as kstatus reads it

@@ -60,6 +60,8 @@ class DeploymentState:
     # cannot create pods, in the API server's words. None while pods can be created.
     replica_failure: str | None = None
     created_at: str = ""  # metadata.creationTimestamp (RFC 3339 sorts as text)
+    # Its pod template carries the traffic label (a first deploy's): its pods are born routable.
+    born_serving: bool = False
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,10 @@ class RevisionPlan:
     role: Role
     replicas: int | None  # None: the HPA owns the replica count
     render: bool
+    # A new Deployment's pods carry the traffic label from birth (no label patch per pod). Only a
+    # first deploy's: nothing else can route to them before they serve. Fixed at creation (see
+    # reconciler._revision): adding a template label later would re-create every pod.
+    born_serving: bool = False
 
 
 @dataclass(frozen=True)
