@@ -38,7 +38,9 @@ def requests_since(cluster: LocalCluster, namespace: str, since: int) -> Counter
         if event.get("stage") != "ResponseComplete" or ref.get("namespace") not in (namespace, None):
             continue
         sub = f"/{ref['subresource']}" if ref.get("subresource") else ""
-        counts[f"{event.get('verb')} {ref.get('resource')}{sub}"] += 1
+        code = (event.get("responseStatus") or {}).get("code", 200)
+        refused = f" [{code}]" if code >= 300 else ""  # a refused write (409, 422 ...) is counted apart
+        counts[f"{event.get('verb')} {ref.get('resource')}{sub}{refused}"] += 1
     return counts
 
 

@@ -112,7 +112,7 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         cache = Cache(kube, watched_kinds(SHARD.label_selector()),
                       operator_settings.namespaces or None, on_event=lambda *event: _on_event(*event))
         context = Context(kube=CachedKubeClient(kube, cache), images=operator_settings.images, metrics=metrics,
-                          owns=SHARD.owns)
+                          owns=SHARD.owns, finalizer=settings.persistence.finalizer)
         _state.update(context=context, cache=cache)
         cache.start()
         if not await asyncio.to_thread(cache.wait_synced, CACHE_SYNC_TIMEOUT_SECONDS):

@@ -35,6 +35,10 @@ def test_first_deploy_creates_the_revision_and_points_everything_at_it() -> None
     assert condition(result.status, "Reconciling") == ("True", "RolloutInProgress")
     assert "RevisionCreated" in [event.reason for event in result.events]
     assert result.status.revisions[0].spec_hash == hash_
+    # The Deployment it creates appearing (no pod ready yet) is no news: the same status, no write.
+    created = plan(observed(model, result.status, [deployment(model, replicas=2, ready=0)], seconds=1))
+    assert result.status.message.endswith(": 0/2 pods ready")  # minReplicas: 2
+    assert created.status == result.status
 
 
 def test_first_deploy_becomes_healthy_when_every_wanted_pod_is_ready() -> None:

@@ -49,7 +49,8 @@ def first_deploy(builder: Builder, spec: ModelDeploymentSpec, candidate: str, ha
         builder.plan.hpa_target = None
         return builder.finish("Failed", failure.reason, f"revision {candidate} failed: {failure.message}")
     builder.plan.requeue_after = until_deadline(builder, progress, spec)
-    return builder.finish("Progressing", "RolloutInProgress", waiting_message(observed, candidate, failure))
+    # The count it is created with, not "?": the Deployment's appearance then changes no status (a write saved).
+    return builder.finish("Progressing", "RolloutInProgress", waiting_message(observed, candidate, failure, wanted))
 
 
 def replace(builder: Builder, spec: ModelDeploymentSpec, stable: str, candidate: str, hash_: str) -> Plan:
