@@ -185,8 +185,16 @@ def test_scheduler_modes_answer_every_request_and_count_executions(
     threads: list[str] = []
     real_run = session.run
 
+    # Pipelined: the first full batch holds its ORT thread until the loop has handed the next batch
+    # over, as a compute-bound model's would. (The gather model alone takes microseconds: a batch was
+    # often delivered before the loop had handed the next one over, and the test failed by timing.)
+    running, handed_over = threading.Event(), threading.Event()
+
     def run_and_record(*args: Any, **kwargs: Any) -> Any:
         threads.append(threading.current_thread().name)
+        if mode == "pipelined" and len(args[0]["IDX"]) == 8 and not handed_over.is_set():
+            running.set()
+            handed_over.wait(timeout=10)
         return real_run(*args, **kwargs)
 
     monkeypatch.setattr(session, "run", run_and_record)
@@ -200,6 +208,8 @@ def test_scheduler_modes_answer_every_request_and_count_executions(
 
         def put(self, group: Any) -> None:
             in_flight.append(sched._in_flight)
+            if running.is_set() or sched._in_flight >= 2:  # handed over while a batch is in flight
+                handed_over.set()
             self.jobs.put(group)
 
         def get(self) -> Any:

@@ -12,6 +12,11 @@ alone too, so when a canary starts the stable's pods have carried it for long: t
 controller, whose pod cache lags the API, never sees the label selector before the stable's labels
 (it would briefly find no endpoint). Only the canary's fresh pods can be late, which delays the
 canary's share, never the stable's.
+
+A first deploy's pods are born with the label (its pod template carries it: render.deployment's
+`born_serving`), so they need no patch. Nothing can route to them before they serve: there is no other
+revision. A canary's pods are born without it, since a Service over several revisions would reach them
+before their gates passed.
 """
 
 from __future__ import annotations
