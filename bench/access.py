@@ -14,23 +14,16 @@ guard's cached path alone (``RestGuard.screen`` with a cached verdict against a 
 from __future__ import annotations
 
 import argparse
-import http.client
 import http.server
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-import numpy as np
+from local_modelserver import HOST, modelserver, pct_ms
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "runtime-image"), str(ROOT / "sandbox")]
-
-HOST = "127.0.0.1"
 AUDIENCE = "modeldeploy.dev/bench/linear"
 CALLER = "system:serviceaccount:bench:client"
 # A ServiceAccount token is a JWT of about a kilobyte: the same size here (header parsing, cache key).
@@ -38,14 +31,6 @@ TOKEN = "eyJhbGciOiJSUzI1NiJ9." + "x" * 900 + ".sig"
 GOAL_MS = 0.05
 BODY = json.dumps({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32",
                                "data": [1.0, 2.0, 3.0, 4.0]}]}).encode()
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
 class Reviews:
@@ -74,45 +59,6 @@ class Reviews:
         self.server = http.server.ThreadingHTTPServer((HOST, 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         self.url = f"http://{HOST}:{self.server.server_address[1]}"
-
-
-def start(repo: Path, extra: list[str]) -> tuple[subprocess.Popen[bytes], http.client.HTTPConnection]:
-    port = free_port()
-    cmd = [sys.executable, "-m", "modelserver.cli", "serve", "--model-repository", str(repo), "--host", HOST,
-           "--http-port", str(port), "--grpc-port", str(free_port()), "--metrics-port", str(free_port()),
-           "--intra-op-threads", "1", "--log-level", "warning", *extra]
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "runtime-image"), "OMP_NUM_THREADS": "1"}
-    server = subprocess.Popen(cmd, env=env)
-    conn = http.client.HTTPConnection(HOST, port, timeout=30)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            conn.request("GET", "/v2/health/ready")
-            answer = conn.getresponse()
-            answer.read()
-            if answer.status == 200:
-                return server, conn
-        except OSError:
-            conn.close()
-        if time.monotonic() > deadline or server.poll() is not None:
-            server.kill()
-            raise RuntimeError("modelserver did not become ready")
-        time.sleep(0.2)
-
-
-def timed(conn: http.client.HTTPConnection, headers: dict[str, str]) -> float:
-    t0 = time.perf_counter()
-    conn.request("POST", "/v2/models/linear/infer", BODY, headers)
-    answer = conn.getresponse()
-    data = answer.read()
-    elapsed = time.perf_counter() - t0
-    if answer.status != 200:
-        raise RuntimeError(f"HTTP {answer.status}: {data[:200]!r}")
-    return elapsed
-
-
-def pct_ms(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q)) * 1e3
 
 
 def guard_alone(iterations: int) -> tuple[float, float]:
@@ -172,25 +118,23 @@ def main() -> int:
         (identity / "ca.crt").write_text(Path(certifi.where()).read_text())
         auth = ["--auth-token-review", "--auth-audience", AUDIENCE, "--auth-api-server", reviews.url,
                 "--auth-service-account-dir", str(identity), "--auth-allow-namespace", "bench"]
-        servers = {"open": start(repo, []), "guarded": start(repo, auth)}
+        path = "/v2/models/linear/infer"
         headers = {"open": {"Content-Type": "application/json"},
                    "guarded": {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}}
         try:
-            for _ in range(200):  # warm-up (the guarded one's first request is its only review)
-                for name, (_, conn) in servers.items():
-                    timed(conn, headers[name])
-            runs: dict[str, list[float]] = {"open": [], "guarded": []}
-            chunk = 100
-            for number, start_at in enumerate(range(0, args.requests, chunk)):
-                order = list(servers.items()) if number % 2 == 0 else list(reversed(servers.items()))
-                for name, (_, conn) in order:  # alternating who goes first
-                    for _ in range(start_at, min(start_at + chunk, args.requests)):
-                        runs[name].append(timed(conn, headers[name]))
+            with modelserver(repo) as open_server, modelserver(repo, auth) as guarded_server:
+                servers = {"open": open_server, "guarded": guarded_server}
+                for _ in range(200):  # warm-up (the guarded one's first request is its only review)
+                    for name, server in servers.items():
+                        server.timed(path, BODY, headers[name])
+                runs: dict[str, list[float]] = {"open": [], "guarded": []}
+                chunk = 100
+                for number, start_at in enumerate(range(0, args.requests, chunk)):
+                    order = list(servers.items()) if number % 2 == 0 else list(reversed(servers.items()))
+                    for name, server in order:  # alternating who goes first
+                        for _ in range(start_at, min(start_at + chunk, args.requests)):
+                            runs[name].append(server.timed(path, BODY, headers[name]))
         finally:
-            for server, conn in servers.values():
-                conn.close()
-                server.terminate()
-                server.wait(timeout=30)
             reviews.server.shutdown()
     print(f"model: 4 -> 3 affine, batch 1, JSON, sequential, {args.requests} requests per server")
     for name, latencies in runs.items():

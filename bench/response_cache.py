@@ -18,23 +18,18 @@ It prints p50/p99 per run, the ratios miss/hit and uncached/miss, and the server
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 import onnx
+from local_modelserver import HOST, modelserver, pct_ms
 from onnx import TensorProto, helper, numpy_helper
 
-ROOT = Path(__file__).resolve().parent.parent
-HOST = "127.0.0.1"
 WIDTH, LAYERS = 512, 6
 CONFIG = "max_batch_size: 8\ndynamic_batching { max_queue_delay_microseconds: 0 }\n"
 
@@ -62,33 +57,10 @@ def build_model(path: Path) -> None:
     onnx.save(model, str(path))
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
 def body(x: np.ndarray) -> bytes:
     return json.dumps(
         {"inputs": [{"name": "INPUT", "shape": [1, WIDTH], "datatype": "FP32", "data": x.tolist()}]}
     ).encode()
-
-
-def timed(conn: http.client.HTTPConnection, model: str, payload: bytes) -> float:
-    t0 = time.perf_counter()
-    conn.request("POST", f"/v2/models/{model}/infer", payload, {"Content-Type": "application/json"})
-    resp = conn.getresponse()
-    data = resp.read()
-    elapsed = time.perf_counter() - t0
-    if resp.status != 200:
-        raise RuntimeError(f"{model}: HTTP {resp.status}: {data[:200]!r}")
-    return elapsed
-
-
-def pct(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q)) * 1e3
 
 
 def main() -> int:
@@ -101,54 +73,36 @@ def main() -> int:
         build_model(repo / "uncached" / "1" / "model.onnx")
         (repo / "cached" / "config.pbtxt").write_text(CONFIG + "response_cache { enable: true }\n")
         (repo / "uncached" / "config.pbtxt").write_text(CONFIG)
-        http_port, grpc_port, metrics_port = free_port(), free_port(), free_port()
-        cmd = [sys.executable, "-m", "modelserver.cli", "serve", "--model-repository", str(repo), "--host", HOST,
-               "--http-port", str(http_port), "--grpc-port", str(grpc_port), "--metrics-port", str(metrics_port),
-               "--intra-op-threads", "1", "--log-level", "warning"]  # fmt: skip
-        env = {**os.environ, "PYTHONPATH": str(ROOT / "runtime-image"), "OMP_NUM_THREADS": "1"}
-        server = subprocess.Popen(cmd, env=env)
-        try:
-            conn = http.client.HTTPConnection(HOST, http_port, timeout=30)
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    conn.request("GET", "/v2/health/ready")
-                    resp = conn.getresponse()
-                    resp.read()
-                    if resp.status == 200:
-                        break
-                except OSError:
-                    conn.close()
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError("modelserver did not become ready")
-                time.sleep(0.2)
+        with modelserver(repo) as server:
+            json_headers = {"Content-Type": "application/json"}
+
+            def timed(model: str, payload: bytes) -> float:
+                return server.timed(f"/v2/models/{model}/infer", payload, json_headers)
+
             rng = np.random.default_rng(1)
             same = body(rng.standard_normal(WIDTH).astype(np.float32))
             fresh = [body(rng.standard_normal(WIDTH).astype(np.float32)) for _ in range(args.requests)]
             for _ in range(200):  # warm-up of both paths (and the one miss that fills the hit entry)
-                timed(conn, "cached", same)
-                timed(conn, "uncached", same)
+                timed("cached", same)
+                timed("uncached", same)
             runs: dict[str, list[float]] = {"hit": [], "miss": [], "uncached": []}
             chunk = 100
             for start in range(0, args.requests, chunk):  # interleaved: machine drifts hit all three
                 for _ in range(start, min(start + chunk, args.requests)):
-                    runs["hit"].append(timed(conn, "cached", same))
+                    runs["hit"].append(timed("cached", same))
                 for i in range(start, min(start + chunk, args.requests)):
-                    runs["miss"].append(timed(conn, "cached", fresh[i]))
+                    runs["miss"].append(timed("cached", fresh[i]))
                 for i in range(start, min(start + chunk, args.requests)):
-                    runs["uncached"].append(timed(conn, "uncached", fresh[i]))
-            with urllib.request.urlopen(f"http://{HOST}:{metrics_port}/metrics", timeout=10) as r:
+                    runs["uncached"].append(timed("uncached", fresh[i]))
+            with urllib.request.urlopen(f"http://{HOST}:{server.metrics_port}/metrics", timeout=10) as r:
                 metrics = r.read().decode()
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
     print(
         f"model: {LAYERS} x MatMul {WIDTH}x{WIDTH} + Relu, batch 1, JSON, sequential, {args.requests} requests per run"
     )
     for name, lat in runs.items():
         mean = statistics.mean(lat) * 1e3
-        print(f"  {name:<9} p50 {pct(lat, 50):7.3f} ms  p99 {pct(lat, 99):7.3f} ms  mean {mean:7.3f} ms")
-    p50 = {k: pct(v, 50) for k, v in runs.items()}
+        print(f"  {name:<9} p50 {pct_ms(lat, 50):7.3f} ms  p99 {pct_ms(lat, 99):7.3f} ms  mean {mean:7.3f} ms")
+    p50 = {k: pct_ms(v, 50) for k, v in runs.items()}
     print(f"miss / hit p50: {p50['miss'] / p50['hit']:.2f}x   (a hit skips queue and model)")
     print(f"uncached / miss p50: {p50['uncached'] / p50['miss']:.3f}x   (below 1: what a miss's lookup+insert costs)")
     for line in metrics.splitlines():
