@@ -69,6 +69,17 @@ def wait_ready(proc: subprocess.Popen[str], port: int, timeout: float = 30) -> N
     raise TimeoutError("server not ready")
 
 
+def stop_process(proc: subprocess.Popen[Any]) -> None:
+    """SIGTERM (the server drains), SIGKILL if it is not gone in 30 s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def infer_fixed(port: int) -> np.ndarray:
     c = th.InferenceServerClient(f"127.0.0.1:{port}", network_timeout=30)
     x = th.InferInput("X", [2, 3], "FP32")

@@ -30,6 +30,7 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
 from .conftest import fixed_graph, gather_graph, save_model, vi
+from .test_process import stop_process
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -115,13 +116,7 @@ def spawn(repo: Path, *extra: str) -> Proc:
 
 
 def stop(p: Proc) -> None:
-    if p.proc.poll() is None:
-        p.proc.send_signal(signal.SIGTERM)
-        try:
-            p.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            p.proc.kill()
-            p.proc.wait()
+    stop_process(p.proc)
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ import pytest
 from modelserver import jsonio
 
 from .conftest import fixed_graph, save_model
-from .test_process import free_port, wait_ready
+from .test_process import free_port, stop_process, wait_ready
 
 pytestmark = pytest.mark.timeout(90)
 BODY = json.dumps({"inputs": [{"name": "X", "datatype": "FP32", "shape": [2, 3], "data": [1, 2, 3, 4, 5, 6]}]})
@@ -92,13 +92,7 @@ def workers(repo: Path) -> Iterator[Workers]:
 
 
 def _end(w: Workers) -> None:
-    if w.proc.poll() is None:
-        w.proc.send_signal(signal.SIGTERM)
-        try:
-            w.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            w.proc.kill()
-            w.proc.wait()
+    stop_process(w.proc)
 
 
 def _infer_on_new_connection(port: int) -> list[float]:
