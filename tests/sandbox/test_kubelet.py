@@ -3,13 +3,14 @@ kube-scheduler binds them to the sandbox's Nodes, the kubelet runs them as real 
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 from typing import Any
 
 import pytest
 
-from modeldeploy.kubeapi import KubeClient
+from modeldeploy.kubeapi import KubeClient, NotFound
 from modeldeploy_sandbox.artifacts import Artifact
 from modeldeploy_sandbox.cluster import LocalCluster
 from modeldeploy_sandbox.container_runner import OOM_EXIT_CODE
@@ -296,10 +297,21 @@ def test_close_kills_every_process(cluster: LocalCluster, bare_sandbox: Sandbox,
         kubelet.close()
         client.close()
         # Nobody finishes deletions on that node any more: no new pods, force-delete its pods, then the node.
-        admin.merge_patch(*DEPLOYMENT, sb.namespace, "resnet-a", {"spec": {"replicas": 0}})
-        for leftover in admin.list("v1", "Pod", sb.namespace):
-            admin.request("DELETE", f"/api/v1/namespaces/{sb.namespace}/pods/{leftover['metadata']['name']}",
-                          body={"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0})
+        # Until the scale-down reaches the ReplicaSet it may replace a force-deleted pod on that node, and
+        # the replacement would stay Terminating for ever: force-delete until the Deployment is at 0.
+        generation = admin.merge_patch(*DEPLOYMENT, sb.namespace, "resnet-a",
+                                       {"spec": {"replicas": 0}})["metadata"]["generation"]
+
+        def scaled_down() -> bool:
+            for leftover in admin.list("v1", "Pod", sb.namespace):
+                with contextlib.suppress(NotFound):  # gone between the list and the delete
+                    admin.request("DELETE", f"/api/v1/namespaces/{sb.namespace}/pods/{leftover['metadata']['name']}",
+                                  body={"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0})
+            status = (admin.get(*DEPLOYMENT, sb.namespace, "resnet-a") or {}).get("status") or {}
+            return (status.get("observedGeneration", 0) >= generation and not status.get("replicas")
+                    and not admin.list("v1", "Pod", sb.namespace))
+
+        wait_until(scaled_down, timeout=30, message="the Deployment at 0 and no pod left")
         admin.delete("coordination.k8s.io/v1", "Lease", "kube-node-lease", node.name)
         admin.delete("v1", "Node", None, node.name)
     assert not any(map(_alive, pod.pids))
