@@ -48,12 +48,18 @@ def proxy(cluster: LocalCluster) -> Iterator[FaultProxy]:
         yield running
 
 
-def deploy(sb: Sandbox, version: int, timeout: float = 90) -> dict[str, Any]:
+def deploy(sb: Sandbox, version: int, timeout: float = 90, *, announced: bool = True) -> dict[str, Any]:
+    """Apply model `version`; its Healthy status (and, if `announced`, once its Promoted Event is sent)."""
     artifact = sb.artifacts.linear(f"{NAME}/{version}/model.onnx", seed=version)
     applied = sb.apply(model_deployment(NAME, artifact, rollout={"strategy": "immediate", "scaleDownDelaySeconds": 0}))
     generation = applied["metadata"]["generation"]
-    return sb.wait_for(NAME, lambda s: settled(s, generation), timeout,
-                       f"Healthy at generation {generation} despite the faults")
+    status = sb.wait_for(NAME, lambda s: settled(s, generation), timeout,
+                         f"Healthy at generation {generation} despite the faults")
+    # The Promoted Event is sent after the status that records it: the tests stop the operator next.
+    if announced:
+        wait_until(lambda: any(e.get("reason") == "Promoted" and status["stableRevision"] in e.get("message", "")
+                               for e in sb.events(NAME)), timeout=30, message="the Promoted Event")
+    return status
 
 
 def deployments(sb: Sandbox) -> list[str]:
@@ -171,7 +177,7 @@ def test_events_the_api_refused_after_the_status_write_are_sent_once_by_the_next
         return [e["reason"] for e in sb.events(NAME)].count(reason)
 
     with sb.run_operator(server=proxy.url):
-        deploy(sb, 1)
+        deploy(sb, 1, announced=False)  # the Events are refused
     assert refused.hits >= 2 and sent("RevisionCreated") == sent("Promoted") == 0
     recorded = [e["reason"] for e in sb.status(NAME)["recentEvents"]]
     assert recorded == ["RevisionCreated", "Promoted"]
