@@ -54,25 +54,36 @@ be moved to other content; a digest cannot. */}}
 {{- end -}}
 {{- end -}}
 
-{{/* CIDRs of the API server for the operator's egress: the values, else the `kubernetes` Service's
-endpoints looked up at install time; else (helm template, GitOps renderers) any address, on the API
-server ports only. */}}
-{{- define "modeldeploy.apiServerCidrs" -}}
-{{- $cidrs := list -}}
-{{- if .Values.networkPolicy.apiServer.cidrs -}}
-{{- $cidrs = .Values.networkPolicy.apiServer.cidrs -}}
-{{- else -}}
-{{- $endpoints := lookup "v1" "Endpoints" "default" "kubernetes" -}}
-{{- range ($endpoints.subsets | default list) -}}
+{{/* The operator's egress to the API server, as JSON {"cidrs": [...], "ports": [...]}: the values'
+cidrs, else the addresses of the `kubernetes` EndpointSlice (written by the API server itself; the v1
+Endpoints API is deprecated) looked up at install time, as /32 or /128. NetworkPolicy sees the
+endpoint after the Service's DNAT, so a looked-up slice's own port (8443 on minikube, 16443 on
+microk8s, random in the sandbox) joins the values' ports. Without a cluster to ask (helm template,
+GitOps renderers): any address, on the values' ports only. */}}
+{{- define "modeldeploy.apiServer" -}}
+{{- $api := .Values.networkPolicy.apiServer -}}
+{{- $cidrs := $api.cidrs | default list -}}
+{{- $ports := list -}}
+{{- range $api.ports -}}
+{{- $ports = append $ports (int .) -}}
+{{- end -}}
+{{- if not $cidrs -}}
+{{- $slice := lookup "discovery.k8s.io/v1" "EndpointSlice" "default" "kubernetes" -}}
+{{- range ($slice.endpoints | default list) -}}
 {{- range (.addresses | default list) -}}
-{{- $cidrs = append $cidrs (printf "%s/%s" .ip (ternary "128" "32" (contains ":" .ip))) -}}
+{{- $cidrs = append $cidrs (printf "%s/%s" . (ternary "128" "32" (contains ":" .))) -}}
+{{- end -}}
+{{- end -}}
+{{- if $cidrs -}}
+{{- range ($slice.ports | default list) -}}
+{{- $ports = append $ports (int .port) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
 {{- if not $cidrs -}}
 {{- $cidrs = list "0.0.0.0/0" "::/0" -}}
 {{- end -}}
-{{- toJson $cidrs -}}
+{{- toJson (dict "cidrs" $cidrs "ports" ($ports | uniq)) -}}
 {{- end -}}
 
 {{/*
