@@ -100,6 +100,8 @@ APISERVER_CASES: list[Case] = [
          "spec.runtime.batching.preferredBatchSizes", "preferredBatchSizes must not exceed maxBatchSize"),
     Case("env-name-bad", at("spec.runtime.env", [{"name": "1X", "value": "v"}]), "spec.runtime.env[0].name",
          "should match"),
+    Case("env-test-faults-flag", at("spec.runtime.env", [{"name": "MODELSERVER_TEST_FAULTS", "value": "1"}]),
+         "spec.runtime.env[0].name", "MODELSERVER_TEST_FAULTS is reserved"),
     Case("env-too-many", at("spec.runtime.env", [{"name": f"V{i}"} for i in range(65)]), "spec.runtime.env",
          "Too many"),
     # spec.resources

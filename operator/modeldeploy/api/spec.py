@@ -155,13 +155,30 @@ class Batching(ApiModel):
     """Batch sizes the server prefers to form (Triton's preferred_batch_size)."""
 
 
+# modelserver's switch for its test-only fault injection: a platform's (the sandbox kubelet's), never a spec's.
+TEST_FAULTS_FLAG = "MODELSERVER_TEST_FAULTS"
+
+
 class EnvVar(ApiModel):
     """An environment variable of the inference container."""
 
+    model_config = ConfigDict(json_schema_extra=validations(
+        cel(f"self.name != '{TEST_FAULTS_FLAG}'",
+            f"{TEST_FAULTS_FLAG} is reserved: fault injection is for test beds only, never set by a spec", ".name"),
+    ))
+
     name: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=256)]
-    """Variable name."""
+    """Variable name (not MODELSERVER_TEST_FAULTS, which only a test bed sets)."""
     value: Annotated[str, Field(max_length=32768)] = ""
     """Variable value."""
+
+    @model_validator(mode="after")
+    def _not_reserved(self) -> EnvVar:
+        # The CEL rule's twin, for objects that reach the operator without admission.
+        if self.name == TEST_FAULTS_FLAG:
+            raise ValueError(f"name: {TEST_FAULTS_FLAG} is reserved: fault injection is for test beds only, "
+                             "never set by a spec")
+        return self
 
 
 class Runtime(ApiModel):
