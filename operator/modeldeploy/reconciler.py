@@ -270,6 +270,11 @@ class Reconciler:
                 changed = router.set_weights(result.weights)
             if changed:
                 self.context.metrics.api_writes.labels("Router").inc()
+                canary = result.status.canary_revision
+                if canary is not None:
+                    # What the router routes now (its writes are in the cache), in this round's status
+                    # write: not a second write when the next round observes it.
+                    result.status.canary_weight = router.get_weights().get(canary, 0)
         for revision in result.delete_revisions:
             self._delete_revision(owner.namespace, revision)
 

@@ -73,10 +73,26 @@ def test_steps_analysis_and_promotion() -> None:
     promoting = world.step(10, samples=AnalysisSamples(GOOD, GOOD))
     assert promoting.status.rollout is not None and promoting.status.rollout.stage == "Promoting"
     assert world.canary_replicas == 4 and promoting.weights == {OLD_NAME: 50, NEW_NAME: 50}
+    assert [event.reason for event in promoting.events] == ["Promoting"]  # it waits for 2 more pods
     world.canary_ready = 4
     done = world.step(1)
     assert done.status.phase == "Healthy" and done.status.stable_revision == NEW_NAME
+    assert [event.reason for event in done.events] == ["Promoted"]
     assert done.weights == {NEW_NAME: 100} and done.hpa_target == NEW_NAME and retiring(done) == {OLD_NAME}
+
+
+def test_a_canary_already_at_full_size_is_promoted_in_one_round_with_one_event() -> None:
+    world = World()
+    to_first_step(world)
+    world.step(10, samples=AnalysisSamples(GOOD, GOOD))
+    world.step(10, samples=AnalysisSamples(GOOD, GOOD))  # step 2/2
+    world.canary_ready = 4
+    world.step(10, samples=AnalysisSamples(GOOD, GOOD))
+    world.canary_replicas = 4  # every pod already there (e.g. the last weight needed them all)
+    done = world.step(10, samples=AnalysisSamples(GOOD, GOOD))
+    assert done.status.phase == "Healthy" and done.status.stable_revision == NEW_NAME
+    # No "Promoting" Event for a stage that began and ended in the same round.
+    assert [event.reason for event in done.events] == ["Promoted"]
 
 
 def test_failure_limit_consecutive_failed_intervals_roll_back_with_the_values() -> None:

@@ -303,7 +303,9 @@ def _steps(builder: Builder, spec: ModelDeploymentSpec, stable: str, candidate: 
             else:
                 progress.stage = "Promoting"
                 builder.progressed()
-                builder.event(False, "Promoting", f"all steps passed: scaling {candidate} to {count(full_size, 'pod')}")
+                if not ready(builder.observed, candidate, full_size):  # else Promoted follows in this round
+                    builder.event(False, "Promoting",
+                                  f"all steps passed: scaling {candidate} to {count(full_size, 'pod')}")
                 return _promoting(builder, spec, stable, None, candidate, hash_, full_size)
     weight = spec.rollout.steps[progress.step].weight
     _route(builder, spec, stable, candidate, hash_, weight, canary_replicas(full_size, weight))
