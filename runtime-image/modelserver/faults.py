@@ -9,6 +9,9 @@ on stderr, so a production server never fails, slows down or crashes on purpose.
 ``MODELSERVER_FAULT_LOAD_FAIL=1`` every model load fails, so the server exits non-zero;
 ``MODELSERVER_FAULT_CRASH_AFTER_S`` the process exits 1 this many seconds after it read its faults
                                 (i.e. after start-up: a container that serves, then crashes).
+``MODELSERVER_FAULT_METADATA_REDIRECT`` model metadata (``GET /v2/models/{m}``) answers 302 to this URL;
+``MODELSERVER_FAULT_METADATA_BYTES`` model metadata answers are padded to this many bytes (still valid JSON):
+                                what a pod trying to steer or exhaust the operator's gates would answer.
 
 The crash timer is armed only when the faults come from the process environment
 (``from_env()`` without a mapping, as the server does at start-up): a test building ``Faults``
@@ -38,10 +41,26 @@ class Faults:
     error_rate: float = 0.0
     load_fail: bool = False
     crash_after_s: float = 0.0
+    metadata_redirect: str = ""
+    metadata_bytes: int = 0
 
     @property
     def active(self) -> bool:
         return self.latency_ms > 0 or self.error_rate > 0
+
+    @property
+    def metadata_faulty(self) -> bool:
+        return bool(self.metadata_redirect) or self.metadata_bytes > 0
+
+    def metadata_answer(self, body: bytes) -> tuple[int, bytes, bytes]:
+        """(status, body, Location) of a model metadata answer: a redirect, or `body` (a JSON object) padded."""
+        if self.metadata_redirect:
+            return 302, b"", self.metadata_redirect.encode("latin-1")
+        padding = b',"padding":""}'
+        missing = self.metadata_bytes - len(body) - len(padding) + 1
+        if missing > 0 and body.endswith(b"}"):
+            body = body[:-1] + padding[:-2] + b" " * missing + padding[-2:]
+        return 200, body, b""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Faults:
@@ -58,6 +77,8 @@ class Faults:
             error_rate=min(1.0, max(0.0, float(env.get("MODELSERVER_FAULT_ERROR_RATE") or 0))),
             load_fail=(env.get("MODELSERVER_FAULT_LOAD_FAIL") or "").strip().lower() in ("1", "true", "yes"),
             crash_after_s=max(0.0, float(env.get("MODELSERVER_FAULT_CRASH_AFTER_S") or 0)),
+            metadata_redirect=_header_value(env.get("MODELSERVER_FAULT_METADATA_REDIRECT") or ""),
+            metadata_bytes=max(0, int(env.get("MODELSERVER_FAULT_METADATA_BYTES") or 0)),
         )
         if process_env:
             faults.arm_crash()
@@ -71,6 +92,12 @@ class Faults:
         timer.daemon = True
         timer.start()
         return timer
+
+
+def _header_value(text: str) -> str:
+    """`text` if it can go into a Location header as it is (printable ASCII), else '' (no fault)."""
+    text = text.strip()
+    return text if text.isascii() and text.isprintable() else ""
 
 
 def _crash(after_s: float) -> None:

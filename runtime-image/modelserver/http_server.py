@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("modelserver.http")
 
 _REASONS = {
-    100: b"Continue", 200: b"OK", 400: b"Bad Request", 401: b"Unauthorized", 403: b"Forbidden",
+    100: b"Continue", 200: b"OK", 302: b"Found", 400: b"Bad Request", 401: b"Unauthorized", 403: b"Forbidden",
     404: b"Not Found", 405: b"Method Not Allowed",
     413: b"Payload Too Large", 500: b"Internal Server Error", 503: b"Service Unavailable",
 }  # fmt: skip
@@ -265,7 +265,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def _write(self, reply: Reply, keep_alive: bool, head: bool = False) -> None:
         assert self.transport is not None
-        if keep_alive and not head and reply.header_length is None:
+        if keep_alive and not head and reply.header_length is None and not reply.location:
             # The common case (keep-alive, no binary outputs) as one bytes format: a few list
             # operations less per response.
             self.transport.write(
@@ -285,6 +285,8 @@ class HttpProtocol(asyncio.Protocol):
         ]
         if reply.header_length is not None:
             head_lines.append(b"Inference-Header-Content-Length: %d\r\n" % reply.header_length)
+        if reply.location:
+            head_lines.append(b"Location: %s\r\n" % reply.location)
         if not keep_alive:
             head_lines.append(b"Connection: close\r\n")
         head_lines.append(b"\r\n")

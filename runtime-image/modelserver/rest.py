@@ -37,6 +37,7 @@ class Reply:
     body: bytes = b""
     content_type: bytes = JSON
     header_length: int | None = None  # Inference-Header-Content-Length, when binary tensors follow
+    location: bytes = b""  # a Location header: only the test-only metadata redirect fault sets one
 
 
 Pending = tuple["asyncio.Future[Any]", Callable[["asyncio.Future[Any]"], Reply]]
@@ -172,7 +173,11 @@ class RestApi:
                 return Reply(200, b"")
             if r.kind == "config":
                 return _json(config_json(model_config(model)))
-            return _json(_metadata(model, self.manager.versions(model.name)))
+            reply = _json(_metadata(model, self.manager.versions(model.name)))
+            if self.manager.faults.metadata_faulty:  # test-only (modelserver.faults)
+                status, body, location = self.manager.faults.metadata_answer(reply.body)
+                return Reply(status, body, location=location)
+            return reply
         except ServingError as exc:
             return _error(exc)
 

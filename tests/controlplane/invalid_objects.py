@@ -70,6 +70,7 @@ def _check(**fields: Any) -> dict[str, Any]:
 
 CHECK = "spec.rollout.analysis.checks[0]"
 SUCCESS = {"metric": "successRate", "min": 0.99}
+PROMETHEUS = {"type": "prometheus", "address": "http://prometheus.monitoring:9090"}
 
 APISERVER_CASES: list[Case] = [
     # spec.model
@@ -244,4 +245,9 @@ OPERATOR_LEVEL_CASES: list[Case] = [
          "custom queries need rollout.analysis.provider.type prometheus"),
     Case("check-min-above-max", _check(name="score", metric="successRate", min=0.9, max="0.5"), f"{CHECK}.min",
          "0.9 is above max 0.5"),
+    # The operator's Prometheus access sees every namespace: a custom query may read its own only.
+    Case("query-reads-another-namespace",
+         at("spec.rollout.analysis", {"provider": PROMETHEUS, "checks": [
+             {"name": "q", "query": 'sum(up{namespace="kube-system"})', "max": 1}]}),
+         f"{CHECK}.query", 'must select namespace="{{namespace}}" exactly'),
 ]

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import http.server
 import json
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,40 +18,17 @@ from modeldeploy.metrics.allowlist import allowed
 from modeldeploy.metrics.direct import DirectProvider
 from modeldeploy.metrics.prometheus import QueryError
 
-Answer = Callable[[http.server.BaseHTTPRequestHandler], None]
+from ..answering_server import Answer, Start, answering_servers
+
 SECRET_PAGE = b"<html>internal admin page: password=hunter2</html>"
 
 
 @pytest.fixture
-def serve(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Answer], tuple[str, list[str]]]]:
+def serve(monkeypatch: pytest.MonkeyPatch) -> Iterator[Start]:
     """serve(answer) -> (base URL, paths requested so far)."""
     for var in ("http_proxy", "HTTP_PROXY"):
         monkeypatch.delenv(var, raising=False)
-    servers: list[http.server.ThreadingHTTPServer] = []
-
-    def start(answer: Answer) -> tuple[str, list[str]]:
-        paths: list[str] = []
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                paths.append(self.path)
-                answer(self)
-
-            do_POST = do_GET
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return f"http://127.0.0.1:{server.server_address[1]}", paths
-
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+    yield from answering_servers()
 
 
 def reply(status: int, body: bytes = b"", headers: dict[str, str] | None = None, *,
@@ -143,6 +119,35 @@ def test_gates_report_the_status_code_not_the_body(serve: Any, monkeypatch: pyte
     result = _gates_against(url, monkeypatch)
     assert result is not None and not result.passed
     assert result.message == f"gates: {url}/v2/models/resnet answered HTTP 500"
+
+
+def _metadata_of(size: int) -> bytes:
+    """A model metadata answer (as modelserver's) padded to exactly `size` bytes of JSON."""
+    tensors = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}],
+               "outputs": [{"name": "y", "datatype": "FP32", "shape": [-1, 2]}]}
+    head = json.dumps({"name": "resnet", **tensors, "padding": ""}).encode()
+    body = head[:-2] + b" " * (size - len(head)) + head[-2:]
+    assert len(body) == size and json.loads(body)["inputs"] == tensors["inputs"]
+    return body
+
+
+@pytest.mark.parametrize("length", [True, False])
+def test_model_metadata_over_one_mib_fails_the_gates_naming_the_limit(serve: Any, monkeypatch: pytest.MonkeyPatch,
+                                                                      length: bool) -> None:
+    assert outbound.METADATA_BODY_LIMIT == 2**20
+    url, paths = serve(reply(200, _metadata_of(outbound.METADATA_BODY_LIMIT + 1), length=length))
+    result = _gates_against(url, monkeypatch)
+    assert paths == ["/v2/models/resnet"]  # refused at the canary's answer: the stable is not asked
+    assert result is not None and not result.passed
+    assert result.message.startswith(f"gates: {url}/v2/models/resnet answered ")
+    assert f"limit of {2**20}" in result.message, result.message
+
+
+def test_model_metadata_just_under_one_mib_passes_the_gates(serve: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    url, paths = serve(reply(200, _metadata_of(outbound.METADATA_BODY_LIMIT - 1)))
+    result = _gates_against(url, monkeypatch)
+    assert paths == ["/v2/models/resnet"] * 2  # canary and stable (one server plays both)
+    assert result is not None and result.passed, result
 
 
 @pytest.mark.parametrize("code", [429, 503])
