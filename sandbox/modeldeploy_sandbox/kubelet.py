@@ -69,6 +69,14 @@ class PodProcesses:
     revision: str | None
 
 
+def _projected_keys(source: Mapping[str, Any], data: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(key, file path) of a Secret or ConfigMap volume: its `items` that exist, else every key."""
+    items = source.get("items")
+    if not items:
+        return [(key, key) for key in data]
+    return [(str(item["key"]), str(item["path"])) for item in items if item["key"] in data]
+
+
 def _uid(obj: Mapping[str, Any]) -> str:
     return str(obj["metadata"].get("uid", ""))
 
@@ -328,18 +336,21 @@ class Kubelet:
         runner.step(now)
 
     def _mount_secrets(self, pod: Mapping[str, Any], runner: PodRunner) -> None:
-        """Secret volumes, as a kubelet mounts them: one file per key (the data is base64 in the API)."""
+        """Secret volumes, as a kubelet mounts them: one file per key (the data is base64 in the API), or
+        only the volume's `items`, each at its `path`."""
         namespace = pod["metadata"].get("namespace", "default")
         for volume in (pod.get("spec") or {}).get("volumes") or []:
             if "configMap" in volume:  # ConfigMap volumes likewise (their data is plain text)
                 config_map = self.kube.get("v1", "ConfigMap", namespace, volume["configMap"]["name"]) or {}
-                for key, text in (config_map.get("data") or {}).items():
-                    (runner.volumes[volume["name"]] / key).write_text(text, encoding="utf-8")
+                texts = config_map.get("data") or {}
+                for key, path in _projected_keys(volume["configMap"], texts):
+                    (runner.volumes[volume["name"]] / path).write_text(texts[key], encoding="utf-8")
             if "secret" not in volume:
                 continue
             secret = self.kube.get("v1", "Secret", namespace, volume["secret"]["secretName"]) or {}
-            for key, encoded in (secret.get("data") or {}).items():
-                (runner.volumes[volume["name"]] / key).write_bytes(base64.b64decode(encoded))
+            encoded = secret.get("data") or {}
+            for key, path in _projected_keys(volume["secret"], encoded):
+                (runner.volumes[volume["name"]] / path).write_bytes(base64.b64decode(encoded[key]))
 
     def _cluster_env(self) -> dict[str, str]:
         """KUBERNETES_SERVICE_HOST/PORT: the real API server (the sandbox has no Service routing)."""

@@ -4,12 +4,15 @@
   memory-backed emptyDir, and no plaintext byte of the model reaches a disk-backed path of the
   sandbox (the kubelet's pod directories, the artifact server) while it does reach the tmpfs one;
 - a canary encrypted to another key is never served: DecryptionFailed in status and an Event, and
-  the stable keeps 100% of the traffic.
+  the stable keeps 100% of the traffic;
+- a corrupted (one flipped byte) or truncated ciphertext whose spec digest is of those very bytes passes
+  the digest check and is caught by decryption: DecryptionFailed, never served, no plaintext installed.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import secrets
 import urllib.request
@@ -30,14 +33,16 @@ from modeldeploy_sandbox.waiting import wait_until
 
 KEY = x25519.Identity.generate()
 KEY_SECRET = "model-key"
+AGE_CHUNK = 64 * 1024  # age's plaintext chunk: each is authenticated on its own
 _no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def marked_model(seed: int) -> tuple[bytes, bytes]:
-    """A linear ONNX model whose doc_string is a random marker: (model bytes, marker)."""
+def marked_model(seed: int, padding: int = 0) -> tuple[bytes, bytes]:
+    """A linear ONNX model whose doc_string is a random marker (+ `padding` filler bytes): (model, marker).
+    The doc_string is serialized before the graph, so the marker is in the first age chunk (64 KiB)."""
     marker = f"PLAINTEXT-MARKER-{secrets.token_hex(16)}"
     model = onnx.load_from_string(linear_model(seed))
-    model.doc_string = marker
+    model.doc_string = marker + "." * padding
     return model.SerializeToString(), marker.encode()
 
 
@@ -133,3 +138,68 @@ def test_a_canary_encrypted_to_another_key_is_never_served(sandbox: Sandbox) -> 
     canary_pods = sandbox.pods("rekeyed", rejected["revision"])
     assert all(not (c.get("ready")) for p in canary_pods for c in (p.get("status") or {}).get("containerStatuses", []))
     assert {p.revision for p in sandbox.running_pods(ready=True)} == {stable}
+
+
+def _flip_last_chunk(ciphertext: bytes) -> bytes:
+    """One bit flipped in the body's last chunk: the chunks before it authenticate and decrypt."""
+    corrupted = bytearray(ciphertext)
+    corrupted[-40] ^= 0x01
+    return bytes(corrupted)
+
+
+def _drop_last_chunk(ciphertext: bytes) -> bytes:
+    """The age file without its last chunk: what is left is well-formed chunks, but not a whole stream."""
+    header_end = ciphertext.index(b"\n", ciphertext.index(b"\n--- ") + 1) + 1
+    body = header_end + 16  # after the payload nonce: chunks of 64 KiB + a 16-byte tag
+    last = (len(ciphertext) - body) % (AGE_CHUNK + 16)
+    assert last, "the plaintext filled its last chunk exactly"
+    return ciphertext[:-last]
+
+
+def test_a_corrupted_or_truncated_ciphertext_is_never_served(sandbox: Sandbox, cluster: LocalCluster) -> None:
+    """The spec digests are of the damaged bytes: the digest check passes and decryption must catch it."""
+    create_key_secret(sandbox)
+    cases = {"flipped": (_flip_last_chunk, "the ciphertext is corrupted"),
+             "truncated": (_drop_last_chunk, "the ciphertext is truncated")}
+    markers = {}
+    for name, (damage, _) in cases.items():
+        # Three age chunks: the damage is in the last, so the first (with the marker) did decrypt.
+        plaintext, markers[name] = marked_model(seed=21, padding=150_000)
+        ciphertext = pyrage.encrypt(plaintext, [KEY.to_public()])
+        artifact = sandbox.artifacts.add(f"{name}/1/model.onnx.age", damage(ciphertext))
+        spec = model_deployment(name, artifact, strategy="immediate")
+        spec["spec"]["model"] = {"uri": artifact.url, "digest": artifact.digest, "maxSize": "64Mi",
+                                 "encryption": {"keySecretRef": {"name": KEY_SECRET}}}
+        sandbox.apply(spec)
+
+    def installed() -> list[Path]:
+        """Plaintext model files of this namespace's pods, on any volume (checked until both are rejected)."""
+        uids = [p["metadata"]["uid"] for name in cases for p in sandbox.pods(name)]
+        roots = [path for uid in uids for path in TMPFS_ROOT.glob(f"modeldeploy-pod-{uid}-*")]
+        roots += [cluster.kubelet.workdir / uid for uid in uids]
+        return [path for root in roots for path in root.rglob("model.onnx")
+                if "model-ciphertext" not in path.parts]
+
+    seen: list[Path] = []
+
+    def rejected_meanwhile_scanning(status: dict[str, Any]) -> Any:
+        seen.extend(installed())
+        return status.get("rejectedRevisions")
+
+    def warned(name: str) -> bool:
+        return any(e.get("reason") == "DecryptionFailed" and e.get("type") == "Warning" for e in sandbox.events(name))
+
+    for name, (_, cause) in cases.items():
+        status = sandbox.wait_for(name, rejected_meanwhile_scanning, 120, f"{name} rejected")
+        (rejected,) = status["rejectedRevisions"]
+        assert rejected["reason"] == "DecryptionFailed", rejected
+        assert cause in rejected["message"] and "nothing was installed" in rejected["message"], rejected["message"]
+        assert status["phase"] == "Failed" and status.get("stableRevision") is None
+        stalled = next(c for c in status["conditions"] if c["type"] == "Stalled")
+        assert stalled["reason"] == "DecryptionFailed"
+        wait_until(functools.partial(warned, name), 30, message=f"a DecryptionFailed Warning of {name}")
+    # No plaintext model file was ever installed, and no plaintext byte reached a disk-backed path.
+    assert seen == []
+    disk = [cluster.kubelet.workdir, sandbox.artifacts.root]
+    assert all(files_holding(disk, marker) == [] for marker in markers.values())
+    assert sandbox.running_pods(ready=True) == []

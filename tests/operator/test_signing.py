@@ -7,16 +7,25 @@ downgrade guard.
   version, are never served: the revision fails with SignatureInvalid in status and an Event;
 - a tampered canary is rolled back while the stable keeps serving;
 - a lower spec.model.version than the stable's is refused (DowngradeRefused): nothing of it is created;
-  `allowDowngrade: true` lets the revert through.
+  `allowDowngrade: true` lets the revert through;
+- a model exported with `--encrypt-to` and `--sign-key` together is served from its own manifest, and
+  its ciphertext swapped for another one encrypted to the same key is refused (SignatureInvalid).
 """
 
 from __future__ import annotations
 
 import base64
+import json
+import urllib.request
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import onnxruntime
+import pyrage
 import pytest
+import yaml
+from pyrage import x25519
 
 from modeldeploy.export.signing import SigningKey, sign_artifact
 from modeldeploy.kubeapi import Invalid, KubeClient
@@ -25,6 +34,7 @@ from modeldeploy_sandbox.onnx_models import linear_model
 from modeldeploy_sandbox.sandbox import Sandbox, model_deployment
 from modeldeploy_sandbox.waiting import wait_until
 
+from ..export.helpers import export, model_path
 from ..signing_material import KeyPair, key_pair
 
 TRUST = {"publicKey": {"configMapKeyRef": {"name": "model-signing", "key": "release.pub"}}}
@@ -84,10 +94,11 @@ def test_a_signed_model_is_served_and_its_trusted_key_reaches_fetch_only(sandbox
     assert volumes["model-signature-trust"]["configMap"]["name"] == "model-signing"
     assert len(sandbox.running_pods(ready=True)) == 1
 
-    # The same trust from a Secret works alike.
+    # The same trust from a Secret works alike; only its named key is projected into the pod.
     sandbox.kube.create({"apiVersion": "v1", "kind": "Secret",
                          "metadata": {"name": "model-signing-secret", "namespace": sandbox.namespace},
-                         "data": {"pub.pem": base64.b64encode(release_key.public.read_bytes()).decode()}})
+                         "data": {"pub.pem": base64.b64encode(release_key.public.read_bytes()).decode(),
+                                  "deploy-password": base64.b64encode(b"not for model pods").decode()}})
     second = signed_model(sandbox, "signed/2/model.onnx", seed=2, version=2, key=release_key.private)
     sandbox.apply(signed_spec("signed", second, 2, signature={
         "publicKey": {"secretKeyRef": {"name": "model-signing-secret", "key": "pub.pem"}}}))
@@ -95,6 +106,7 @@ def test_a_signed_model_is_served_and_its_trusted_key_reaches_fetch_only(sandbox
                                 and s.get("stableRevision") != status["stableRevision"], 120, "version 2 promoted")
     volumes = {v["name"]: v for v in _pod_spec(sandbox, promoted["stableRevision"])["volumes"]}
     assert volumes["model-signature-trust"]["secret"]["secretName"] == "model-signing-secret"
+    assert volumes["model-signature-trust"]["secret"]["items"] == [{"key": "pub.pem", "path": "pub.pem"}]
 
 
 def test_bad_signatures_are_never_served(sandbox: Sandbox, release_key: KeyPair, tmp_path: Path) -> None:
@@ -205,3 +217,64 @@ def test_the_apiserver_refuses_bad_signature_specs(admin: KubeClient, bare_sandb
                                  allowDowngrade=True)
     created = admin.create(body)
     assert created["spec"]["model"]["allowDowngrade"] is True
+
+
+def _infer_features(address: str, model: str, rows: list[list[float]]) -> np.ndarray:
+    body = {"inputs": [{"name": "features", "datatype": "FP32", "shape": [len(rows), 16], "data": rows}]}
+    request = urllib.request.Request(f"http://{address}:8000/v2/models/{model}/infer", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(request, timeout=10) as response:
+        (output,) = json.load(response)["outputs"]
+    return np.array(output["data"], dtype=np.float32).reshape(output["shape"])
+
+
+def test_a_signed_and_encrypted_export_is_served_and_a_swapped_ciphertext_is_not(sandbox: Sandbox,
+                                                                                  tmp_path: Path) -> None:
+    cluster_key, signer = x25519.Identity.generate(), key_pair(tmp_path, "release")
+    out = tmp_path / "repo"
+    result = export(model_path("TinyMLP"), "--input-shape", "1,16", "--out", str(out), "--version", "3",
+                    "--uri-prefix", sandbox.artifacts.url, "--encrypt-to", str(cluster_key.to_public()),
+                    "--sign-key", str(signer.private))
+    assert result.code == 0, result.err
+    exported = out / "tinymlp" / "3"
+    for name in ("model.onnx.age", "model.onnx.age.sig"):
+        sandbox.artifacts.add(f"tinymlp/3/{name}", (exported / name).read_bytes())
+    # What the manifest refers to, made as export's hint says: the trusted key and the cluster's identity.
+    sandbox.kube.create({"apiVersion": "v1", "kind": "ConfigMap",
+                         "metadata": {"name": "tinymlp-model-signing", "namespace": sandbox.namespace},
+                         "data": {"signing-public.pem": (exported / "signing-public.pem").read_text()}})
+    sandbox.kube.create({"apiVersion": "v1", "kind": "Secret",
+                         "metadata": {"name": "tinymlp-model-key", "namespace": sandbox.namespace},
+                         "data": {"identity": base64.b64encode(f"{cluster_key}\n".encode()).decode()}})
+    manifest = yaml.safe_load(result.out)
+    assert {"signature", "encryption"} <= set(manifest["spec"]["model"])
+    manifest["spec"]["model"]["maxSize"] = "64Mi"
+    manifest["spec"] |= {"autoscaling": {"minReplicas": 1, "maxReplicas": 1}, "rollout": {"strategy": "immediate"}}
+
+    # The same manifest, but the ciphertext swapped for another model's, encrypted to the same key (so it
+    # would decrypt and load), with its own digest and the original signature beside it.
+    other = sandbox.artifacts.add("swapped/3/model.onnx.age", pyrage.encrypt(linear_model(9),
+                                                                              [cluster_key.to_public()]))
+    sandbox.artifacts.add("swapped/3/model.onnx.age.sig", (exported / "model.onnx.age.sig").read_bytes())
+    swapped = json.loads(json.dumps(manifest))
+    swapped["metadata"]["name"] = "swapped"
+    swapped["spec"]["model"] |= {"uri": other.url, "digest": other.digest}
+
+    sandbox.apply(manifest)
+    sandbox.apply(swapped)
+    status = sandbox.wait_for_phase("tinymlp", "Healthy", 120)
+    assert [(r["name"], r.get("modelVersion")) for r in status["revisions"]] == [(status["stableRevision"], 3)]
+    (running,) = [p for p in sandbox.running_pods(ready=True) if p.revision == status["stableRevision"]]
+    rows = np.random.default_rng(3).standard_normal((2, 16)).astype(np.float32)
+    plaintext = pyrage.decrypt((exported / "model.onnx.age").read_bytes(), [cluster_key])
+    expected = onnxruntime.InferenceSession(plaintext).run(None, {"features": rows})[0]
+    np.testing.assert_allclose(_infer_features(running.address, "tinymlp", rows.tolist()), expected, rtol=1e-4,
+                               atol=1e-5)
+
+    refused = sandbox.wait_for("swapped", lambda s: s.get("rejectedRevisions"), 120, "swapped rejected")
+    (rejected,) = refused["rejectedRevisions"]
+    assert rejected["reason"] == "SignatureInvalid" and "tampered or swapped" in rejected["message"], rejected
+    assert refused["phase"] == "Failed" and refused.get("stableRevision") is None
+    assert _warned(sandbox, "swapped", "SignatureInvalid")
+    assert {p.revision for p in sandbox.running_pods(ready=True)} == {status["stableRevision"]}

@@ -1,15 +1,13 @@
 """`modelserver fetch` hardening: pvc:// claim traversal, source credentials from a mounted Secret.
 
-Every server here is a real HTTP server (or moto's S3 server) on 127.0.0.1.
+Every server here is a real HTTP server (or moto's S3 server, with its IAM authentication on) on 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import hashlib
 import http.server
-import os
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from modelserver import fetch
+
+from ..s3_store import PrivateBucket, private_bucket
 
 BLOB = b"model bytes " * 1000
 GOOD = "sha256:" + hashlib.sha256(BLOB).hexdigest()
@@ -174,11 +174,9 @@ def test_pvc_claim_traversal_is_refused(tmp_path: Path, uri: str) -> None:
 
 
 @pytest.fixture
-def moto_bucket(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """(endpoint, bucket) of moto's S3 server on loopback, with no AWS credentials in the environment."""
-    import boto3
-    from moto.server import ThreadedMotoServer
-
+def moto_bucket(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[PrivateBucket]:
+    """moto's S3 server on loopback with IAM authentication on (see tests/s3_store.py), and no AWS
+    credentials in the environment."""
     for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "AWS_PROFILE", "AWS_ACCESS_KEY_ID",
                 "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
         monkeypatch.delenv(var, raising=False)
@@ -187,29 +185,33 @@ def moto_bucket(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[tup
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="admin", aws_secret_access_key="admin")
-    bucket = f"private-{os.getpid()}-{time.monotonic_ns()}"
-    client.create_bucket(Bucket=bucket)
-    client.put_object(Bucket=bucket, Key="m.onnx", Body=BLOB)
-    yield endpoint, bucket
-    server.stop()
+    with private_bucket({"m.onnx": BLOB}) as bucket:
+        yield bucket
 
 
-def test_s3_keys_and_endpoint_come_from_the_secret(moto_bucket: tuple[str, str], tmp_path: Path) -> None:
-    endpoint, bucket = moto_bucket
-    secret = _secret(tmp_path, AWS_ACCESS_KEY_ID="reader", AWS_SECRET_ACCESS_KEY="reader-secret",
-                     AWS_ENDPOINT_URL=endpoint, AWS_REGION="us-east-1")
-    assert _fetch(f"s3://{bucket}/m.onnx", tmp_path / "repo", secret).read_bytes() == BLOB
+def test_s3_keys_and_endpoint_come_from_the_secret(moto_bucket: PrivateBucket, tmp_path: Path) -> None:
+    secret = _secret(tmp_path, AWS_ACCESS_KEY_ID=moto_bucket.access_key_id,
+                     AWS_SECRET_ACCESS_KEY=moto_bucket.secret_access_key, AWS_ENDPOINT_URL=moto_bucket.endpoint,
+                     AWS_REGION="us-east-1")
+    assert _fetch(f"s3://{moto_bucket.bucket}/m.onnx", tmp_path / "repo", secret).read_bytes() == BLOB
 
 
-def test_s3_without_any_credentials_is_access_denied(moto_bucket: tuple[str, str], tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    endpoint, bucket = moto_bucket
-    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+@pytest.mark.parametrize("wrong,error", [("AWS_ACCESS_KEY_ID", "InvalidAccessKeyId"),
+                                         ("AWS_SECRET_ACCESS_KEY", "SignatureDoesNotMatch")])
+def test_s3_keys_the_store_refuses_are_access_denied(moto_bucket: PrivateBucket, tmp_path: Path, wrong: str,
+                                                     error: str) -> None:
+    keys = {"AWS_ACCESS_KEY_ID": moto_bucket.access_key_id, "AWS_SECRET_ACCESS_KEY": moto_bucket.secret_access_key,
+            wrong: "AKIA0000000000000000", "AWS_ENDPOINT_URL": moto_bucket.endpoint, "AWS_REGION": "us-east-1"}
     with pytest.raises(fetch.FetchError) as raised:
-        _fetch(f"s3://{bucket}/m.onnx", tmp_path / "repo")
+        _fetch(f"s3://{moto_bucket.bucket}/m.onnx", tmp_path / "repo", _secret(tmp_path, **keys))
+    assert raised.value.reason == "ArtifactAccessDenied" and error in raised.value.message, raised.value.message
+    assert moto_bucket.secret_access_key not in raised.value.message
+    assert not (tmp_path / "repo" / "m").exists()
+
+
+def test_s3_without_any_credentials_is_access_denied(moto_bucket: PrivateBucket, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_bucket.endpoint)
+    with pytest.raises(fetch.FetchError) as raised:
+        _fetch(f"s3://{moto_bucket.bucket}/m.onnx", tmp_path / "repo")
     assert raised.value.reason == "ArtifactAccessDenied" and "no AWS credentials" in raised.value.message

@@ -34,8 +34,10 @@ def test_a_public_key_is_mounted_into_fetch_only(render_spec: SpecFactory, rende
             "readOnly": True} in fetch(deployment)["volumeMounts"]
     assert all(m["name"] != "model-signature-trust" for m in server(deployment)["volumeMounts"])
     volumes = {v["name"]: v for v in pod(deployment)["volumes"]}
-    assert volumes["model-signature-trust"] == {"name": "model-signature-trust",
-                                                "configMap": {"name": "release-keys", "defaultMode": 0o440}}
+    assert volumes["model-signature-trust"] == {
+        "name": "model-signature-trust",
+        "configMap": {"name": "release-keys", "items": [{"key": "release.pub", "path": "release.pub"}],
+                      "defaultMode": 0o440}}
     kubernetes_validate.validate(deployment, "1.30", strict=True)
 
 
@@ -48,7 +50,10 @@ def test_a_ca_chain_from_a_secret_and_a_signature_elsewhere(render_spec: SpecFac
     assert args[args.index("--signature") + 1] == "https://sigs.example.com/resnet-3.sig"
     assert args[args.index("--signature-certificate-chain") + 1] == "/var/run/modeldeploy/signature-trust/ca.pem"
     volumes = {v["name"]: v for v in pod(deployment)["volumes"]}
-    assert volumes["model-signature-trust"]["secret"] == {"secretName": "release-ca", "defaultMode": 0o440}
+    # Only the named key of the Secret is projected: its other keys (a shared Secret's) never reach the pod.
+    assert volumes["model-signature-trust"]["secret"] == {
+        "secretName": "release-ca", "items": [{"key": "ca.pem", "path": "ca.pem"}], "defaultMode": 0o440}
+    kubernetes_validate.validate(deployment, "1.30", strict=True)
 
 
 def test_keyless_needs_no_volume(render_spec: SpecFactory, render_owner: Owner, render_images: RuntimeImages) -> None:

@@ -24,13 +24,17 @@ def signature_volume(spec: ModelDeploymentSpec) -> dict[str, Any] | None:
     trust = _trust(spec)
     if trust is None:
         return None
-    # 0440 with the pod's fsGroup: readable by the runtime's non-root uid, by nobody else.
+    # 0440 with the pod's fsGroup: readable by the runtime's non-root uid, by nobody else. Only the named
+    # key is projected (`items`): the other keys of a shared Secret never reach the pod.
     if trust.secret_key_ref is not None:
+        ref = trust.secret_key_ref
         return {"name": SIGNATURE_TRUST_VOLUME,
-                "secret": {"secretName": trust.secret_key_ref.name, "defaultMode": 0o440}}
+                "secret": {"secretName": ref.name, "items": [{"key": ref.key, "path": ref.key}],
+                           "defaultMode": 0o440}}
     assert trust.config_map_key_ref is not None  # TrustSource holds exactly one
+    ref = trust.config_map_key_ref
     return {"name": SIGNATURE_TRUST_VOLUME,
-            "configMap": {"name": trust.config_map_key_ref.name, "defaultMode": 0o440}}
+            "configMap": {"name": ref.name, "items": [{"key": ref.key, "path": ref.key}], "defaultMode": 0o440}}
 
 
 def signature_mounts(spec: ModelDeploymentSpec) -> list[dict[str, Any]]:
@@ -58,7 +62,7 @@ def signature_args(spec: ModelDeploymentSpec) -> list[str]:
     args = ["--signature", signature.uri or spec.model.uri + ".sig"]
     trust = _trust(spec)
     if trust is not None:
-        # The whole object is mounted (no `items`): the key's file is named after the key.
+        # The one projected key's file is named after the key (signature_volume's `items`).
         ref = trust.secret_key_ref or trust.config_map_key_ref
         assert ref is not None
         flag = "--signature-public-key" if signature.public_key is not None else "--signature-certificate-chain"
