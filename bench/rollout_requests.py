@@ -96,7 +96,7 @@ def main() -> None:
         show("no-op resync", resync, 3, "/resync")
         show(f"canary ({len(STEPS)} steps, to promotion)", canary, len(STEPS), "/step")
         print(f"first sync / baseline: {writes(first_status) / BASELINE_WRITES:.2f}x; the Events (one per transition) "
-              "and kopf's finalizer are in the counts")
+              "are in the counts")
 
 
 if __name__ == "__main__":

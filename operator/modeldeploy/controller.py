@@ -1,10 +1,12 @@
 """The operator's engine: watch events and due timers put ModelDeployment keys on one work queue,
 and a bounded pool of worker threads reconciles them.
 
-kopf still runs one daemon per ModelDeployment, but only as its lease: while the daemon lives (the
-object exists, this replica is the active peer, the object is in this shard) the key is *served*;
-when kopf stops it, the key is dropped and its reconciler is fenced (it writes nothing more). The
-reconciles themselves never wait on kopf: a thousand objects share `workers` threads fairly.
+kopf still runs one daemon per ModelDeployment, but only as its lease: while the daemon lives (this
+replica is the active peer, the object is in this shard) the key is *served*; when kopf stops it
+(peering, sharding) or the watch cache reports the object deleted (it has no finalizer: kopf would not
+stop the daemon of a deleted object), the key is dropped and its reconciler is fenced (it writes
+nothing more). The reconciles themselves never wait on kopf: a thousand objects share `workers`
+threads fairly.
 """
 
 from __future__ import annotations
@@ -36,15 +38,22 @@ FINGERPRINTS: dict[str, Callable[[dict[str, Any]], tuple[Any, ...]]] = {
 
 @dataclass
 class Lease:
-    """A served key: its reconciler (which keeps unsent Events between rounds) and whether one runs."""
+    """A served key: the object it serves (uid), its reconciler (which keeps unsent Events between rounds)
+    and whether one runs."""
 
-    reconciler: Reconciler
-    stopped: Callable[[], bool]
+    stopped: Callable[[], bool]  # kopf stops the daemon (peering, sharding, shutdown)
+    uid: str = ""
+    on_gone: Callable[[], None] = lambda: None  # tells the daemon its object was deleted
+    gone: bool = False
     idle: threading.Event = field(default_factory=threading.Event)
     after: Callable[[], None] | None = None  # runs when the reconcile in flight ends (see release)
+    reconciler: Reconciler = field(init=False)
 
     def __post_init__(self) -> None:
         self.idle.set()
+
+    def ended(self) -> bool:
+        return self.gone or self.stopped()
 
 
 class Controller:
@@ -60,17 +69,22 @@ class Controller:
     # ----- leases: which keys this replica serves -----
 
     def serve(self, key: Key, stopped: Callable[[], bool],
-              reconciler_factory: Callable[..., Reconciler] = Reconciler) -> Lease:
-        lease = Lease(reconciler_factory(self.context, stopped=stopped), stopped)
+              reconciler_factory: Callable[..., Reconciler] = Reconciler, *, uid: str = "",
+              on_gone: Callable[[], None] = lambda: None) -> Lease:
+        lease = Lease(stopped, uid, on_gone)
+        lease.reconciler = reconciler_factory(self.context, stopped=lease.ended)
         with self._lock:
             self._leases[key] = lease
         self.queue.add(key, urgent=True)  # a new object (or one this replica just took over)
         return lease
 
-    def release(self, key: Key, then: Callable[[], None] | None = None) -> Lease | None:
-        """Stop serving `key`; `then` runs once no reconcile of it runs any more (now, or when the one in
-        flight ends): what it cleans up (metric series) is not written again after it."""
+    def release(self, key: Key, then: Callable[[], None] | None = None, lease: Lease | None = None) -> Lease | None:
+        """Stop serving `key` (only if `lease` serves it, when given: a new object of the same name may have
+        taken the key); `then` runs once no reconcile of it runs any more (now, or when the one in flight
+        ends): what it cleans up (metric series) is not written again after it."""
         with self._lock:
+            if lease is not None and self._leases.get(key) is not lease:
+                return None
             lease = self._leases.pop(key, None)
             if lease is not None and then is not None and not lease.idle.is_set():
                 lease.after = then
@@ -98,10 +112,21 @@ class Controller:
         name = meta.get("name") if kind == KIND else (meta.get("labels") or {}).get(NAME_LABEL)
         if not name:
             return
+        if kind == KIND and event_type == "DELETED":
+            self._deleted((namespace, name), str(meta.get("uid") or ""))
         fingerprint = FINGERPRINTS.get(kind, child_fingerprint)(obj)
         if self.wake_filter.changed(kind, event_type, obj, fingerprint) and self.lease((namespace, name)):
             # A spec change or a user's intent is what a person waits for: before the children's news.
             self.queue.add((namespace, name), urgent=kind == KIND)
+
+    def _deleted(self, key: Key, uid: str) -> None:
+        """The served object itself is gone (by uid: not an older one of the same name): fence and end it."""
+        with self._lock:
+            lease = self._leases.get(key)
+            if lease is None or lease.gone or lease.uid != uid:
+                return
+            lease.gone = True
+        lease.on_gone()
 
     # ----- workers -----
 
@@ -130,7 +155,7 @@ class Controller:
     def process(self, key: Key) -> Outcome | None:
         with self._lock:  # claimed atomically: a release after this waits for the reconcile (idle)
             lease = self._leases.get(key)
-            if lease is None or lease.stopped():
+            if lease is None or lease.ended():
                 return None  # not (or no longer) ours
             lease.idle.clear()
         try:

@@ -1,18 +1,20 @@
-"""kopf glue. kopf serves each ModelDeployment with a daemon (its lease: peering, sharding and
-deletion stop it); the reconciles run in the controller's worker pool, woken by the cache's watches.
+"""kopf glue. kopf serves each ModelDeployment with a daemon (its lease: peering and sharding stop
+it, and so does the object's deletion, which the watch cache reports); the reconciles run in the
+controller's worker pool, woken by the cache's watches.
 
 The operator reads its objects from watch-fed stores (modeldeploy.cache), so a quiet object costs no
 request; one work queue and `MODELDEPLOY_RECONCILE_WORKERS` threads serve every object fairly
 (modeldeploy.controller). Deleting a ModelDeployment needs nothing of ours: the garbage collector
-removes the children (their ownerReferences), and kopf only stops the daemon before it releases its
-finalizer.
+removes the children (their ownerReferences). So it carries no finalizer (see `_without_finalizer`).
 Run with: `kopf run -m modeldeploy.handlers --all-namespaces` (the chart adds peering and liveness).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import kopf
@@ -112,7 +114,7 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         cache = Cache(kube, watched_kinds(SHARD.label_selector()),
                       operator_settings.namespaces or None, on_event=lambda *event: _on_event(*event))
         context = Context(kube=CachedKubeClient(kube, cache), images=operator_settings.images, metrics=metrics,
-                          owns=SHARD.owns, finalizer=settings.persistence.finalizer)
+                          owns=SHARD.owns)
         _state.update(context=context, cache=cache)
         cache.start()
         if not await asyncio.to_thread(cache.wait_synced, CACHE_SYNC_TIMEOUT_SECONDS):
@@ -161,20 +163,47 @@ async def _until_idle(lease: Lease) -> None:
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10.0, **SHARD.kopf_filters())
-async def run_model_deployment(namespace: str | None, name: str, stopped: kopf.DaemonStopped, **_: Any) -> None:
-    """The object's lease: served by the worker pool from now until kopf stops this daemon."""
+async def run_model_deployment(namespace: str | None, name: str, stopped: kopf.DaemonStopped, uid: str | None = None,
+                               **_: Any) -> None:
+    """The object's lease: served by the worker pool from now until kopf stops this daemon or the object
+    is deleted."""
     assert namespace is not None  # ModelDeployments are namespaced
     key: Key = (namespace, name)
     controller = _controller()
-    lease = controller.serve(key, stopped.is_set, Reconciler)
+    deleted = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_gone() -> None:  # called from the cache's watch thread
+        loop.call_soon_threadsafe(deleted.set)
+
+    lease = controller.serve(key, stopped.is_set, Reconciler, uid=uid or "", on_gone=on_gone)
+    waits = [asyncio.ensure_future(stopped.wait()), asyncio.ensure_future(deleted.wait())]
     try:
-        await stopped.wait()
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
     finally:
         # No await before the release: kopf may cancel a stopping daemon at any await.
+        for waiting in waits:
+            waiting.cancel()
         reason = stopped.reason
-        deleted = reason is not None and bool(reason & kopf.DaemonStoppingReason.RESOURCE_DELETED)
-        controller.release(key, then=(lambda: forget(controller, namespace, name)) if deleted else None)
+        gone = lease.gone or (reason is not None and bool(reason & kopf.DaemonStoppingReason.RESOURCE_DELETED))
+        controller.release(key, then=(lambda: forget(controller, namespace, name)) if gone else None, lease=lease)
         await _until_idle(lease)
+
+
+def _without_finalizer(daemon: Callable[..., Any]) -> None:
+    """kopf gives every daemon a finalizer (`kopf.daemon` hard-codes requires_finalizer=True, kopf 1.45), to
+    stop it before the object goes. Ours needs none: the garbage collector deletes the children, and the
+    cache's DELETED event ends the daemon. Without it a new object costs one write less, a deletion is the
+    apiserver's alone (no operator needed, none running included), and kopf itself removes the finalizer
+    an older operator put on (its "no handler requires it" path). kopf has no public switch for this: the
+    registered handler is replaced by the same one with requires_finalizer=False (kopf is pinned, 1.45.*,
+    and tests/operator/test_children.py fails if a finalizer appears)."""
+    spawning = kopf.get_default_registry()._spawning
+    spawning._handlers = [dataclasses.replace(handler, requires_finalizer=False)
+                          if getattr(handler, "fn", None) is daemon else handler for handler in spawning._handlers]
+
+
+_without_finalizer(run_model_deployment)
 
 
 def forget(controller: Controller, namespace: str, name: str) -> None:

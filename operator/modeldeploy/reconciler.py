@@ -44,10 +44,6 @@ from .traffic import RouterTarget, router_for
 logger = logging.getLogger("modeldeploy")
 CONFLICT_REQUEUE_SECONDS = 0.2  # someone wrote status first: re-read and re-plan soon
 UNSENT_EVENTS_REQUEUE_SECONDS = 2.0  # an Event the API refused is sent again this soon
-# kopf puts its finalizer on a new object in the cycle that starts serving it. A status written before
-# that patch lands carries the older resourceVersion and is refused (409): a wasted write and a second
-# reconcile per new object. So the first reconcile waits for the finalizer's watch event, this long at most.
-FINALIZER_WAIT_SECONDS = 5.0
 REPLAY_EVENTS_SECONDS = 600.0  # a restarted operator re-sends status' recent Events this young
 
 
@@ -59,7 +55,6 @@ class Context:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     # Whether this replica's shard owns an object with these labels (relabelled away: not ours to write).
     owns: Callable[[Mapping[str, str] | None], bool] = lambda labels: True
-    finalizer: str | None = None  # kopf's, which a new object gets before we write (FINALIZER_WAIT_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -78,7 +73,6 @@ class Reconciler:
         self.kube = context.kube.fenced(stopped) if stopped is not None else context.kube
         self._unsent: list[EventRecord] = []  # written to status, not yet accepted as Events
         self._replay: list[EventRecord] | None = None  # status' recent Events, checked once per process
-        self._finalizer_wait_since: float | None = None
 
     def run_once(self, namespace: str, name: str) -> Outcome:
         """One reconcile that never raises: an error it cannot get past goes into status and an Event."""
@@ -96,9 +90,6 @@ class Reconciler:
             if obj is None or obj["metadata"].get("deletionTimestamp") \
                     or not self.context.owns(obj["metadata"].get("labels")):
                 return Outcome("ok", None)
-            wait = self._finalizer_wait(obj)
-            if wait is not None:
-                return Outcome("ok", wait)
             return Outcome("ok", self._reconcile(obj))
         except Conflict:  # only our guarded status write raises it bare (children's come wrapped)
             return Outcome("conflict", CONFLICT_REQUEUE_SECONDS)
@@ -114,17 +105,6 @@ class Reconciler:
             if obj is not None:
                 self._report(obj, error)
             return Outcome("error", None, error)
-
-    def _finalizer_wait(self, obj: dict[str, Any]) -> float | None:
-        """Seconds to wait for kopf's finalizer (its watch event wakes us sooner), None to go on."""
-        finalizer = self.context.finalizer
-        if finalizer is None or finalizer in (obj["metadata"].get("finalizers") or ()):
-            return None
-        now = time.monotonic()
-        if self._finalizer_wait_since is None:
-            self._finalizer_wait_since = now
-        left = self._finalizer_wait_since + FINALIZER_WAIT_SECONDS - now
-        return left if left > 0 else None  # never held up for long: kopf may not have added it
 
     def _reconcile(self, obj: dict[str, Any]) -> float | None:
         """Observe, plan, execute; seconds until the next reconcile is due (None: wait for a change)."""

@@ -16,12 +16,10 @@ Fingerprint = tuple[Any, ...]
 
 
 def model_deployment_fingerprint(body: dict[str, Any]) -> Fingerprint:
-    """Spec changes (generation), manual intents, deletion and finalizers (a new object's first reconcile
-    waits for kopf's): not our own status writes."""
+    """Spec changes (generation), manual intents and deletion: not our own status writes."""
     meta = body.get("metadata") or {}
     intent = (body.get("status") or {}).get("intent")
-    return (meta.get("generation"), json.dumps(intent, sort_keys=True), bool(meta.get("deletionTimestamp")),
-            tuple(meta.get("finalizers") or ()))
+    return meta.get("generation"), json.dumps(intent, sort_keys=True), bool(meta.get("deletionTimestamp"))
 
 
 def deployment_fingerprint(body: dict[str, Any]) -> Fingerprint:

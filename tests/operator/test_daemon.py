@@ -11,6 +11,7 @@ import pytest
 from kopf._cogs.aiokits.aioenums import FlagSetter  # the flag kopf hands every daemon as `stopped`
 
 from modeldeploy import handlers
+from modeldeploy.api import KIND
 from modeldeploy.kubeapi import Fenced, KubeClient
 from modeldeploy.reconciler import Context, Outcome
 from modeldeploy.settings import OperatorSettings
@@ -90,5 +91,35 @@ def test_a_cancelled_daemon_waits_for_its_running_reconcile(daemon_context: None
         with pytest.raises(asyncio.CancelledError):
             await task
         assert finished.is_set()  # the daemon ended only after the reconcile did
+
+    asyncio.run(scenario())
+
+
+def test_the_daemon_ends_when_the_watch_cache_reports_its_object_deleted(
+        daemon_context: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No finalizer holds a ModelDeployment, so kopf never stops the daemon of a deleted one: the cache's
+    DELETED event (of that very object, by uid) ends it, and what it left in memory is forgotten."""
+    forgotten: list[tuple[str, str]] = []
+    monkeypatch.setattr(handlers, "forget", lambda controller, namespace, name: forgotten.append((namespace, name)))
+
+    def deleted(uid: str) -> None:
+        handlers._controller().on_event(KIND, "DELETED", {"metadata": {"namespace": "default", "name": "gone",
+                                                                       "uid": uid}})
+
+    async def scenario() -> None:
+        flag: FlagSetter[Any] = FlagSetter()
+        task = asyncio.create_task(handlers.run_model_deployment(
+            namespace="default", name="gone", uid="uid-2", stopped=flag.async_waiter))
+        controller = handlers._controller()
+        while controller.lease(("default", "gone")) is None:
+            await asyncio.sleep(0.01)
+        lease = controller.lease(("default", "gone"))
+        assert lease is not None
+        deleted("uid-1")  # an older object of the same name: not this one
+        assert not lease.gone and not task.done()
+        deleted("uid-2")
+        assert lease.gone and lease.ended()  # fenced at once: nothing more is written for it
+        await asyncio.wait_for(task, timeout=5)  # without kopf stopping it
+        assert controller.lease(("default", "gone")) is None and forgotten == [("default", "gone")]
 
     asyncio.run(scenario())

@@ -11,12 +11,13 @@ import pytest
 from modeldeploy.cli.kubectl import send_intent
 from modeldeploy_sandbox.cluster import LocalCluster
 from modeldeploy_sandbox.operator_process import OperatorProcess
-from modeldeploy_sandbox.sandbox import Sandbox, model_deployment
+from modeldeploy_sandbox.sandbox import API_VERSION, KIND, Sandbox, model_deployment
 from modeldeploy_sandbox.waiting import wait_until
 
 from .audit import forbidden, mark, operator_calls, settled
 
 NAME = "resnet"
+LEGACY_FINALIZER = "kopf.zalando.org/KopfFinalizerMarker"  # kopf's default, as the chart ran it
 KINDS = (("apps/v1", "Deployment"), ("v1", "Service"), ("autoscaling/v2", "HorizontalPodAutoscaler"))
 
 
@@ -72,24 +73,26 @@ def test_a_killed_operator_resumes_a_canary_step_from_status(bare_sandbox: Sandb
                timeout=30, message="the old revision removed")
 
 
-def test_a_deletion_made_while_the_operator_was_down_is_finished_by_the_next(
+def test_the_finalizer_an_older_operator_left_is_removed_and_deletion_needs_no_operator(
         bare_sandbox: Sandbox, cluster: LocalCluster) -> None:
+    """Operators before this one had kopf put its finalizer on every ModelDeployment: after an upgrade kopf
+    takes it off (no handler requires it), and from then on a deletion needs no running operator."""
     sb = bare_sandbox
     with sb.run_operator() as first:
         generation = sb.apply(canary(sb, 1))["metadata"]["generation"]
         sb.wait_for(NAME, lambda s: settled(s, generation), 90, "Healthy")
         first.kill()
-    sb.delete(NAME)
-    held = sb.get(NAME)
-    assert held is not None and held["metadata"]["deletionTimestamp"] and held["metadata"]["finalizers"]
-    assert uids(sb)  # nothing removed them meanwhile
+    sb.kube.merge_patch(API_VERSION, KIND, sb.namespace, NAME, {"metadata": {"finalizers": [LEGACY_FINALIZER]}})
     since = mark(cluster)
     with sb.run_operator():
-        wait_until(lambda: sb.get(NAME) is None and not uids(sb) and not sb.pods(NAME), timeout=60,
-                   message="the ModelDeployment and its children gone")
+        wait_until(lambda: not (sb.get(NAME) or {}).get("metadata", {}).get("finalizers"), timeout=30,
+                   message="the old finalizer removed")
     calls = operator_calls(cluster, sb.namespace, since)
-    assert any(c.verb == "patch" and c.resource == "modeldeployments" for c in calls), calls  # the finalizer
-    assert [c for c in calls if c.verb == "delete"] == [], calls  # the garbage collector took the children
+    assert [c.verb for c in calls if c.write and c.resource == "modeldeployments" and not c.subresource] == [
+        "patch"], calls  # that one patch, once
+    sb.delete(NAME)  # the operator is stopped: nothing of it is needed any more
+    wait_until(lambda: sb.get(NAME) is None and not uids(sb) and not sb.pods(NAME), timeout=60,
+               message="the ModelDeployment and its children gone")
 
 
 def test_an_operator_upgrade_with_a_new_image_canaries_every_model_instead_of_rolling_the_stable(

@@ -75,7 +75,7 @@ def test_a_canary_promotes_on_time_beside_a_thousand_progressing_objects(
             kube.request("DELETE", f"/apis/serving.modeldeploy.dev/v1alpha1/namespaces/{load_namespace}"
                                    "/modeldeployments")
             wait_until(lambda: not kube.list(API_VERSION, KIND, load_namespace), timeout=600, interval=2.0,
-                       message="the load objects deleted (the operator removes its finalizers)")
+                       message="the load objects deleted")
     finally:
         sb.operator = None
         cluster.delete_namespace(load_namespace, timeout=600)

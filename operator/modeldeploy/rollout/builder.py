@@ -87,7 +87,8 @@ class Builder:
             progress = RolloutProgress(revision=candidate, started_at=self.now, progressed_at=self.now)
             self.status.rollout = progress
             self.status.analysis = None
-            self.event(False, "RevisionCreated", f"rolling out revision {candidate}")
+            if self.status.stable_revision is not None:  # a first deploy is announced once, by Promoted
+                self.event(False, "RevisionCreated", f"rolling out revision {candidate}")
         return progress
 
     def failure_of(self, revision: str, spec: ModelDeploymentSpec) -> Failure | None:
