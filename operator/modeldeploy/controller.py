@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,8 @@ from .workqueue import ShutDown, WorkQueue
 
 logger = logging.getLogger("modeldeploy")
 Key = tuple[str, str]
+# Deletions remembered by uid: kopf may start an object's daemon after the cache saw it deleted.
+DELETIONS_KEPT = 10_000
 FINGERPRINTS: dict[str, Callable[[dict[str, Any]], tuple[Any, ...]]] = {
     KIND: model_deployment_fingerprint, "Deployment": deployment_fingerprint, "Pod": pod_fingerprint}
 
@@ -44,6 +47,7 @@ class Lease:
     stopped: Callable[[], bool]  # kopf stops the daemon (peering, sharding, shutdown)
     uid: str = ""
     on_gone: Callable[[], None] = lambda: None  # tells the daemon its object was deleted
+    version: int | None = None  # the object's resourceVersion when the daemon started
     gone: bool = False
     idle: threading.Event = field(default_factory=threading.Event)
     after: Callable[[], None] | None = None  # runs when the reconcile in flight ends (see release)
@@ -63,6 +67,7 @@ class Controller:
         self.queue = queue or WorkQueue()
         self.wake_filter = WakeFilter()
         self._leases: dict[Key, Lease] = {}
+        self._deletions: OrderedDict[str, int | None] = OrderedDict()  # uid -> resourceVersion of its DELETED
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
 
@@ -70,11 +75,20 @@ class Controller:
 
     def serve(self, key: Key, stopped: Callable[[], bool],
               reconciler_factory: Callable[..., Reconciler] = Reconciler, *, uid: str = "",
-              on_gone: Callable[[], None] = lambda: None) -> Lease:
-        lease = Lease(stopped, uid, on_gone)
+              version: str | None = None, on_gone: Callable[[], None] = lambda: None) -> Lease:
+        lease = Lease(stopped, uid, on_gone, _number(version))
         lease.reconciler = reconciler_factory(self.context, stopped=lease.ended)
         with self._lock:
+            previous = self._leases.get(key)
             self._leases[key] = lease
+            # Its DELETED came first (a short-lived object, a slow kopf): it is gone already.
+            lease.gone = uid in self._deletions and not _later(lease.version, self._deletions[uid])
+            ended = [lease] if lease.gone else []
+            if previous is not None and previous.uid != uid and not previous.gone:
+                previous.gone = True  # an older object of this name, deleted: its DELETED may never come
+                ended.append(previous)
+        for gone in ended:
+            _tell_gone(gone)
         self.queue.add(key, urgent=True)  # a new object (or one this replica just took over)
         return lease
 
@@ -113,20 +127,26 @@ class Controller:
         if not name:
             return
         if kind == KIND and event_type == "DELETED":
-            self._deleted((namespace, name), str(meta.get("uid") or ""))
+            self._deleted((namespace, name), str(meta.get("uid") or ""), _number(meta.get("resourceVersion")))
         fingerprint = FINGERPRINTS.get(kind, child_fingerprint)(obj)
         if self.wake_filter.changed(kind, event_type, obj, fingerprint) and self.lease((namespace, name)):
             # A spec change or a user's intent is what a person waits for: before the children's news.
             self.queue.add((namespace, name), urgent=kind == KIND)
 
-    def _deleted(self, key: Key, uid: str) -> None:
-        """The served object itself is gone (by uid: not an older one of the same name): fence and end it."""
+    def _deleted(self, key: Key, uid: str, version: int | None) -> None:
+        """The served object itself left the watch (deleted, or relabelled out of this shard): fence and end
+        it. Not an older object of the same name (uid), and not an object that came back (relabelled into
+        the shard again) whose daemon started after this event (resourceVersion)."""
         with self._lock:
+            self._deletions[uid] = version
+            self._deletions.move_to_end(uid)
+            while len(self._deletions) > DELETIONS_KEPT:
+                self._deletions.popitem(last=False)
             lease = self._leases.get(key)
-            if lease is None or lease.gone or lease.uid != uid:
+            if lease is None or lease.gone or lease.uid != uid or _later(lease.version, version):
                 return
             lease.gone = True
-        lease.on_gone()
+        _tell_gone(lease)
 
     # ----- workers -----
 
@@ -180,3 +200,22 @@ class Controller:
         if outcome.result == "ok":
             self.queue.forget(key)
         self.queue.add_after(key, self.resync_seconds if outcome.requeue_after is None else outcome.requeue_after)
+
+
+def _number(version: object) -> int | None:
+    """A resourceVersion as a number (etcd's revision), None if it is none."""
+    try:
+        return int(str(version))
+    except ValueError:
+        return None
+
+
+def _later(version: int | None, than: int | None) -> bool:
+    return version is not None and than is not None and version > than
+
+
+def _tell_gone(lease: Lease) -> None:
+    try:
+        lease.on_gone()
+    except Exception:  # e.g. the daemon's loop is closed (shutting down): the watch thread must live on
+        logger.exception("could not end the daemon of a deleted ModelDeployment")

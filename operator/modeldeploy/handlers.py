@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import kopf
@@ -90,15 +90,15 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         prefix="modeldeploy.dev", key="last-handled-configuration")
     settings.posting.enabled = False  # we emit our own Events, one per transition
     settings.watching.server_timeout = 300
-    # kopf watches only this shard's ModelDeployments (server-side): otherwise it would take the finalizer
-    # off the objects of other shards, which their operators put back, for ever.
+    # kopf watches only this shard's ModelDeployments (server-side), as the cache does: its daemons are
+    # this shard's leases, and a relabelled object leaves one shard's watches for the other's.
     SHARD.configure_kopf(settings, GROUP, PLURAL)
     operator_settings = _state["settings"] or OperatorSettings.from_env()
     _state["settings"] = operator_settings
     if operator_settings.namespaced:
         # kopf would watch Namespace objects and stop serving one as soon as its deletion has
-        # conditions, before those saying what remains appear (5 s later): nobody would then remove
-        # the finalizer of its ModelDeployments and the namespace would stay Terminating forever.
+        # conditions, before those saying what remains appear (5 s later): an object that still has the
+        # finalizer an older operator gave it would then keep the namespace Terminating forever.
         # Named namespaces need no scanning: no namespace or CRD watch, no cluster-scoped RBAC. The
         # resources are then discovered once, after this handler: wait until the CRD is served.
         settings.scanning.disabled = True
@@ -153,7 +153,8 @@ async def _wait_for_crd(kube: KubeClient) -> None:
 
 async def _until_idle(lease: Lease) -> None:
     """A reconcile of a released key may still run in a worker: it writes nothing (the fence), and the
-    daemon (so kopf's finalizer removal) waits for it to end. Shielded: a cancelled daemon waits too."""
+    daemon waits for it to end (so kopf's stop means no reconcile runs). Shielded: a cancelled daemon waits
+    too."""
     waiting = asyncio.ensure_future(asyncio.to_thread(lease.idle.wait))
     try:
         await asyncio.shield(waiting)
@@ -164,7 +165,7 @@ async def _until_idle(lease: Lease) -> None:
 
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10.0, **SHARD.kopf_filters())
 async def run_model_deployment(namespace: str | None, name: str, stopped: kopf.DaemonStopped, uid: str | None = None,
-                               **_: Any) -> None:
+                               meta: Mapping[str, Any] | None = None, **_: Any) -> None:
     """The object's lease: served by the worker pool from now until kopf stops this daemon or the object
     is deleted."""
     assert namespace is not None  # ModelDeployments are namespaced
@@ -176,7 +177,8 @@ async def run_model_deployment(namespace: str | None, name: str, stopped: kopf.D
     def on_gone() -> None:  # called from the cache's watch thread
         loop.call_soon_threadsafe(deleted.set)
 
-    lease = controller.serve(key, stopped.is_set, Reconciler, uid=uid or "", on_gone=on_gone)
+    lease = controller.serve(key, stopped.is_set, Reconciler, uid=uid or "", on_gone=on_gone,
+                             version=(meta or {}).get("resourceVersion"))
     waits = [asyncio.ensure_future(stopped.wait()), asyncio.ensure_future(deleted.wait())]
     try:
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
@@ -199,8 +201,11 @@ def _without_finalizer(daemon: Callable[..., Any]) -> None:
     registered handler is replaced by the same one with requires_finalizer=False (kopf is pinned, 1.45.*,
     and tests/operator/test_children.py fails if a finalizer appears)."""
     spawning = kopf.get_default_registry()._spawning
-    spawning._handlers = [dataclasses.replace(handler, requires_finalizer=False)
-                          if getattr(handler, "fn", None) is daemon else handler for handler in spawning._handlers]
+    ours = [handler for handler in spawning._handlers if getattr(handler, "fn", None) is daemon]
+    if len(ours) != 1 or not hasattr(ours[0], "requires_finalizer"):  # kopf changed inside: say so, loudly
+        raise RuntimeError(f"cannot register the ModelDeployment daemon without a finalizer: {ours!r}")
+    spawning._handlers = [dataclasses.replace(handler, requires_finalizer=False) if handler is ours[0] else handler
+                          for handler in spawning._handlers]
 
 
 _without_finalizer(run_model_deployment)

@@ -88,11 +88,9 @@ class Shard:
     def configure_kopf(self, settings: kopf.OperatorSettings, group: str, plural: str) -> None:
         """Filter kopf's own watch of ModelDeployments on the server, like the cache's (call at startup).
 
-        Without it kopf sees every shard's objects and removes its finalizer from those its handlers do
-        not match -- the finalizer the owning shard just added, under the same name: the shards would
-        fight over every object. With it, a shard never sees another's objects; a relabelled object
-        leaves the old shard's watch (a DELETED event: its daemon stops) and enters the new one's, which
-        takes over the finalizer kopf already put there.
+        With it, a shard never sees another's objects (nor takes an older operator's finalizer off
+        them); a relabelled object leaves the old shard's watches (a DELETED event: the cache's ends its
+        daemon) and enters the new one's, whose kopf starts a daemon for it.
         """
         selector = self.label_selector()
         if selector is not None:
