@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .api import KIND
+from .cache.store import resource_version
 from .reconciler import Context, Outcome, Reconciler
 from .render.labels import NAME_LABEL
 from .rollout.errors import backoff_seconds
@@ -75,8 +76,8 @@ class Controller:
 
     def serve(self, key: Key, stopped: Callable[[], bool],
               reconciler_factory: Callable[..., Reconciler] = Reconciler, *, uid: str = "",
-              version: str | None = None, on_gone: Callable[[], None] = lambda: None) -> Lease:
-        lease = Lease(stopped, uid, on_gone, _number(version))
+              version: int | None = None, on_gone: Callable[[], None] = lambda: None) -> Lease:
+        lease = Lease(stopped, uid, on_gone, version)
         lease.reconciler = reconciler_factory(self.context, stopped=lease.ended)
         with self._lock:
             previous = self._leases.get(key)
@@ -127,7 +128,7 @@ class Controller:
         if not name:
             return
         if kind == KIND and event_type == "DELETED":
-            self._deleted((namespace, name), str(meta.get("uid") or ""), _number(meta.get("resourceVersion")))
+            self._deleted((namespace, name), str(meta.get("uid") or ""), resource_version(obj))
         fingerprint = FINGERPRINTS.get(kind, child_fingerprint)(obj)
         if self.wake_filter.changed(kind, event_type, obj, fingerprint) and self.lease((namespace, name)):
             # A spec change or a user's intent is what a person waits for: before the children's news.
@@ -200,14 +201,6 @@ class Controller:
         if outcome.result == "ok":
             self.queue.forget(key)
         self.queue.add_after(key, self.resync_seconds if outcome.requeue_after is None else outcome.requeue_after)
-
-
-def _number(version: object) -> int | None:
-    """A resourceVersion as a number (etcd's revision), None if it is none."""
-    try:
-        return int(str(version))
-    except ValueError:
-        return None
 
 
 def _later(version: int | None, than: int | None) -> bool:

@@ -21,7 +21,7 @@ import kopf
 
 from .api import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from .cache import Cache, CachedKubeClient, WatchedKind
-from .cache.store import slim_pod
+from .cache.store import resource_version, slim_pod
 from .controller import Controller, Key, Lease
 from .kubeapi import KubeClient, NotFound
 from .metrics import forget_baselines
@@ -178,7 +178,7 @@ async def run_model_deployment(namespace: str | None, name: str, stopped: kopf.D
         loop.call_soon_threadsafe(deleted.set)
 
     lease = controller.serve(key, stopped.is_set, Reconciler, uid=uid or "", on_gone=on_gone,
-                             version=(meta or {}).get("resourceVersion"))
+                             version=resource_version({"metadata": meta or {}}))
     waits = [asyncio.ensure_future(stopped.wait()), asyncio.ensure_future(deleted.wait())]
     try:
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)

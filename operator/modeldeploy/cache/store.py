@@ -63,7 +63,8 @@ def object_key(obj: Mapping[str, Any]) -> Key:
     return str(meta.get("namespace") or ""), str(meta.get("name") or "")
 
 
-def _version(obj: Mapping[str, Any]) -> int | None:
+def resource_version(obj: Mapping[str, Any]) -> int | None:
+    """An object's resourceVersion as a number (etcd's revision), None if it has none."""
     raw = (obj.get("metadata") or {}).get("resourceVersion")
     try:
         return int(raw) if raw is not None else None
@@ -74,7 +75,7 @@ def _version(obj: Mapping[str, Any]) -> int | None:
 def newer(candidate: Mapping[str, Any], current: Mapping[str, Any] | None) -> bool:
     if current is None:
         return True
-    new, old = _version(candidate), _version(current)
+    new, old = resource_version(candidate), resource_version(current)
     return new is None or old is None or new >= old
 
 
@@ -174,7 +175,7 @@ class Store:
         with self._lock:
             scope = [key for key in self._objects if namespace is None or key[0] == namespace]
             gone = [self._objects[key] for key in scope
-                    if key not in fresh and not (list_version and _version(self._objects[key]) is not None
+                    if key not in fresh and not (list_version and resource_version(self._objects[key]) is not None
                                                  and not newer(listed, self._objects[key]))]
             for obj in gone:
                 key = object_key(obj)
