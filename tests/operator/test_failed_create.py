@@ -37,7 +37,9 @@ def test_a_first_deploy_with_a_missing_runtime_class_fails_with_the_admission_me
     assert status["phase"] == "Failed" and stalled["status"] == "True" and stalled["reason"] == "FailedCreate"
     # The round that rejects says "failed" (and sends the one Warning); later rounds say it stays rejected.
     assert rejected["message"] in stalled["message"], stalled
-    assert warnings(sandbox, NAME, "FailedCreate") == [f"revision {rejected['revision']} failed: {rejected['message']}"]
+    # The Event is sent right after the status write that records it: wait for it, then compare.
+    sent = wait_until(lambda: warnings(sandbox, NAME, "FailedCreate"), timeout=30, message="the FailedCreate Warning")
+    assert sent == [f"revision {rejected['revision']} failed: {rejected['message']}"]
     row = printed_row(sandbox.kube, sandbox.namespace, NAME)
     assert row["Phase"] == "Failed" and row["Ready"] == "False", row
     # Nothing serves: no endpoint, no HPA pointing at a deleted Deployment, no PDB of nothing.
