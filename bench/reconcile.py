@@ -19,6 +19,9 @@ For each N it prints:
   same objects and children (ModelDeployment, Deployment, 2 Services, HPA, PDB, a status write) with
   no operator: what the control plane itself costs. total/floor is the ratio to read.
 
+Each N, and each floor, runs on a fresh control plane of its own, so none inherits another's backlog
+(the garbage collector and the HPA controller still working through the objects before it).
+
     python bench/reconcile.py                    # N = 100, 1000 and 3000
     python bench/reconcile.py --sizes 100
 """
@@ -29,6 +32,7 @@ import argparse
 import contextlib
 import ipaddress
 import os
+import re
 import statistics
 import threading
 import time
@@ -55,6 +59,7 @@ from modeldeploy_sandbox.container_runner import rfc3339
 from modeldeploy_sandbox.controlplane import rss_bytes
 from modeldeploy_sandbox.kubelet import Kubelet
 from modeldeploy_sandbox.nodes import SandboxNode
+from modeldeploy_sandbox.operator_process import OperatorProcess
 
 NAMESPACE = "bench"
 FLOOR_NAMESPACE = "bench-floor"
@@ -198,13 +203,30 @@ class RssSampler:
         self._stop.set()
 
 
+def phases(items: list[dict[str, Any]]) -> str:
+    """How many objects are in each phase (with the reason of those not Healthy)."""
+    counts = Counter((item.get("status") or {}).get("phase", "none") + ("" if (item.get("status") or {}).get("phase")
+                     == "Healthy" else f" ({reason(item)})") for item in items)
+    return ", ".join(f"{count} {phase}" for phase, count in counts.most_common())
+
+
+def reason(item: Mapping[str, Any]) -> str:
+    conditions = (item.get("status") or {}).get("conditions") or []
+    return next((c.get("reason", "") for c in conditions if c.get("type") == "Ready"), "")
+
+
 def wait_all_healthy(kube: KubeClient, timeout: float = 900.0) -> None:
-    """Every object Healthy, and its last Event sent: nothing is left to do but resyncs."""
+    """Every object Healthy, and its last Event sent: nothing is left to do but resyncs. A rollout that
+    ended any other way (RolledBack, Failed) ends the wait at once, with what happened."""
     deadline = time.monotonic() + timeout
-    while not all((item.get("status") or {}).get("phase") == "Healthy"
-                  for item in kube.list(API_VERSION, KIND, NAMESPACE)):
+    while True:
+        items = kube.list(API_VERSION, KIND, NAMESPACE)
+        if all((item.get("status") or {}).get("phase") == "Healthy" for item in items):
+            break
+        if any((item.get("status") or {}).get("phase") in ("Failed", "RolledBack") for item in items):
+            raise RuntimeError(f"a first deploy did not become Healthy: {phases(items)}")
         if time.monotonic() > deadline:
-            raise TimeoutError(f"not every ModelDeployment became Healthy in {timeout}s")
+            raise TimeoutError(f"not every ModelDeployment became Healthy in {timeout}s: {phases(items)}")
         time.sleep(1.0)
     time.sleep(2.0)
 
@@ -256,10 +278,16 @@ def create_all(kube: KubeClient, objects: list[dict[str, Any]], created: dict[st
         list(pool.map(create, objects))
 
 
-def run_operator(cluster: LocalCluster, n: int, cleanup: bool = True) -> dict[str, Any]:
+def throttled_seconds(operator: OperatorProcess) -> float:
+    """Seconds the operator's requests waited on its client-side QPS limit (its own metric)."""
+    found = re.search(r"^modeldeploy_api_throttled_seconds (\S+)$", operator.metrics(), re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+def run_operator(cluster: LocalCluster, n: int, env: Mapping[str, str] | None = None) -> dict[str, Any]:
     kube = cluster.admin
     cluster.create_namespace(NAMESPACE)
-    env = {"MODELDEPLOY_RESYNC_SECONDS": str(RESYNC_SECONDS)}
+    env = {"MODELDEPLOY_RESYNC_SECONDS": str(RESYNC_SECONDS), **(env or {})}
     with cluster.operator([NAMESPACE], env=env) as operator, StatusWatch(kube, NAMESPACE) as watch:
         pid = operator.pid or 0
         rss_start = rss_bytes(pid)
@@ -273,6 +301,7 @@ def run_operator(cluster: LocalCluster, n: int, cleanup: bool = True) -> dict[st
         watch.wait(list(created), timeout=900)
         total = max(watch.first_status.values()) - started
         cpu_synced = cpu_seconds(pid) - cpu_start
+        throttled = throttled_seconds(operator)
         storm = [watch.first_status[name] - created[name] for name in created]
         time.sleep(2.0)  # the last transitions' writes land in the audit log
         requests = operator_requests(cluster, audit_start)
@@ -298,13 +327,12 @@ def run_operator(cluster: LocalCluster, n: int, cleanup: bool = True) -> dict[st
         deleting = time.perf_counter()
         delete_model_deployments(kube, NAMESPACE)  # timed: what deleting N objects costs
         deleted = time.perf_counter() - deleting
-    if cleanup:
-        cluster.delete_namespace(NAMESPACE, timeout=1800)
     return {
         "n": n, "total": total, "healthy": all_healthy, "p50": statistics.median(storm), "p99": percentile(storm, 0.99),
         "idle_p99": percentile(idle, 0.99), "requests": requests,
         "writes_per_object": sum(v for k, v in requests.items() if k in WRITE_VERBS) / n,
-        "cpu": cpu_synced, "noop_requests": sum(noop.values()), "noop_detail": noop, "by_resource": by_resource,
+        "cpu": cpu_synced, "throttled": throttled, "noop_requests": sum(noop.values()), "noop_detail": noop,
+        "by_resource": by_resource,
         "deleted": deleted,
         "rss": (rss_start / 2**20, sampler.peak / 2**20, rss_end / 2**20),
     }
@@ -339,7 +367,7 @@ def floor_objects(index: int) -> list[Callable[[KubeClient], Any]]:
     return [md]
 
 
-def run_floor(cluster: LocalCluster, n: int, cleanup: bool = True) -> float:
+def run_floor(cluster: LocalCluster, n: int) -> float:
     cluster.create_namespace(FLOOR_NAMESPACE)
     kube = cluster.control_plane.client()
     try:
@@ -349,40 +377,44 @@ def run_floor(cluster: LocalCluster, n: int, cleanup: bool = True) -> float:
         return time.perf_counter() - started
     finally:
         kube.close()
-        if cleanup:
-            cluster.delete_namespace(FLOOR_NAMESPACE, timeout=1800)
+
+
+@contextlib.contextmanager
+def bench_cluster() -> Iterator[LocalCluster]:
+    with LocalCluster(kubelet_class=InstantKubelet, nodes=bench_nodes(), kubelet_options={"interval": 0.2}) as cluster:
+        print(f"Kubernetes {cluster.version} local control plane, up in {cluster.started_seconds:.1f}s; "
+              "the operator as its own process (chart RBAC), 16 nodes, pods Ready at once (no processes)",
+              flush=True)
+        yield cluster
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 3000])
     args = parser.parse_args()
-    with LocalCluster(kubelet_class=InstantKubelet, nodes=bench_nodes(),
-                      kubelet_options={"interval": 0.2}) as cluster:
-        print(f"Kubernetes {cluster.version} local control plane, up in {cluster.started_seconds:.1f}s; "
-              "the operator as its own process (chart RBAC), 16 nodes, pods Ready at once (no processes)",
+    print(f"{'N':>5} {'synced s':>8} {'healthy s':>9} {'p50 s':>6} {'p99 s':>6} {'idle p99':>8} {'writes/obj':>10} "
+          f"{'noop req':>8} {'RSS start/peak/end MiB':>23} {'floor s':>7} {'total/floor':>11}  requests by verb")
+    for n in args.sizes:
+        # Each run on a control plane of its own: no size (nor the floor) inherits another's backlog.
+        with bench_cluster() as cluster:
+            result = run_operator(cluster, n)
+        summary = {key: value for key, value in result.items() if key not in ("requests", "by_resource", "noop_detail")}
+        print(f"      (N={n}, the operator's part: {summary})", flush=True)
+        with bench_cluster() as cluster:
+            floor = run_floor(cluster, n)
+        rss = "/".join(f"{value:.0f}" for value in result["rss"])
+        verbs = " ".join(f"{verb}={count}" for verb, count in sorted(result["requests"].items()))
+        print(f"{n:>5} {result['total']:>8.1f} {result['healthy']:>9.1f} {result['p50']:>6.2f} "
+              f"{result['p99']:>6.2f} "
+              f"{result['idle_p99']:>8.2f} {result['writes_per_object']:>10.1f} {result['noop_requests']:>8} "
+              f"{rss:>23} {floor:>7.1f} {result['total'] / floor:>10.2f}x  {verbs}", flush=True)
+        per_object = ", ".join(f"{key} {count / n:.2f}" for key, count in sorted(result["by_resource"].items())
+                               if not key.startswith("watch "))
+        print(f"      per object: {per_object}; no-op resync requests: {dict(result['noop_detail']) or 0}; "
+              f"operator CPU until synced {result['cpu']:.1f}s ({1000 * result['cpu'] / n:.0f} ms/object), "
+              f"waiting on its QPS limit {result['throttled']:.1f}s; "
+              f"deleting all {n + IDLE_PROBES}: {result['deleted']:.1f}s",
               flush=True)
-        print(f"{'N':>5} {'synced s':>8} {'healthy s':>9} {'p50 s':>6} {'p99 s':>6} {'idle p99':>8} {'writes/obj':>10} "
-              f"{'noop req':>8} {'RSS start/peak/end MiB':>23} {'floor s':>7} {'total/floor':>11}  requests by verb")
-        for index, n in enumerate(args.sizes):
-            last = index == len(args.sizes) - 1
-            result = run_operator(cluster, n, cleanup=not last)
-            summary = {key: value for key, value in result.items()
-                       if key not in ("requests", "by_resource", "noop_detail")}
-            print(f"      (N={n}, the operator's part: {summary})", flush=True)
-            floor = run_floor(cluster, n, cleanup=not last)
-            rss = "/".join(f"{value:.0f}" for value in result["rss"])
-            verbs = " ".join(f"{verb}={count}" for verb, count in sorted(result["requests"].items()))
-            print(f"{n:>5} {result['total']:>8.1f} {result['healthy']:>9.1f} {result['p50']:>6.2f} "
-                  f"{result['p99']:>6.2f} "
-                  f"{result['idle_p99']:>8.2f} {result['writes_per_object']:>10.1f} {result['noop_requests']:>8} "
-                  f"{rss:>23} {floor:>7.1f} {result['total'] / floor:>10.2f}x  {verbs}", flush=True)
-            per_object = ", ".join(f"{key} {count / n:.2f}" for key, count in sorted(result["by_resource"].items())
-                                   if not key.startswith("watch "))
-            print(f"      per object: {per_object}; no-op resync requests: {dict(result['noop_detail']) or 0}; "
-                  f"operator CPU until synced {result['cpu']:.1f}s ({1000 * result['cpu'] / n:.0f} ms/object); "
-                  f"deleting all {n + IDLE_PROBES}: {result['deleted']:.1f}s",
-                  flush=True)
     print("baseline 'floor': a plain KubeClient (8 threads) creating each ModelDeployment with its 5 children "
           "and a status write, no operator; requests: the operator's ServiceAccount in the apiserver's audit log")
 

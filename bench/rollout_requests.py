@@ -5,7 +5,10 @@ Counted in the apiserver's audit log (the operator's ServiceAccount), split by v
 - first sync: from the create until the first status (observedGeneration and conditions), and on
   until Healthy (pods ready, promoted);
 - no-op resync: three resync periods with nothing changed (goal: 0 requests; the watches are the feed);
-- canary: from the spec change until the promotion, writes per step (goal: <= 3 writes per step).
+- canary: from the spec change until the promotion. Two canaries, one of 3 steps and one of 6 over
+  the same weights' range (the same canary pod counts), so what a step costs is the difference over
+  the 3 added steps (goal: <= 3 writes per step), and what a rollout costs whatever its steps (the
+  canary's Deployment and Service, gates, promotion) is apart from it.
 
 Beside them, the named baseline "children": the objects one revision needs (Deployment, two Services,
 HPA, PDB) plus one status write, what any controller must write for a first deploy.
@@ -26,7 +29,9 @@ from modeldeploy_sandbox.waiting import wait_until
 NAME = "resnet"
 RESYNC_SECONDS = 2.0
 WRITES = {"create", "update", "patch", "delete", "deletecollection"}
-STEPS = [{"weight": 25, "pause": "2s"}, {"weight": 50, "pause": "2s"}, {"weight": 75, "pause": "2s"}]
+STEPS = [{"weight": weight, "pause": "2s"} for weight in (25, 50, 75)]
+# 2 replicas: ceil(2 x weight %) canary pods is 1 up to 50 % and 2 above, in both step lists.
+MORE_STEPS = [{"weight": weight, "pause": "2s"} for weight in (10, 25, 40, 50, 60, 75)]
 CHECKS = [{"metric": "successRate", "min": 0.95, "maxDrop": 0.02}]
 BASELINE_WRITES = 6
 
@@ -56,11 +61,27 @@ def show(label: str, counts: Counter[str], per: float = 1.0, unit: str = "") -> 
           flush=True)
 
 
-def manifest(sb: Sandbox, version: int) -> dict[str, Any]:
+def manifest(sb: Sandbox, version: int, steps: list[dict[str, Any]] = STEPS) -> dict[str, Any]:
     artifact = sb.artifacts.linear(f"resnet/{version}/model.onnx", seed=version)
-    rollout = {"strategy": "canary", "steps": STEPS, "progressDeadlineSeconds": 120,
+    # No scale-down delay: the old revision is deleted within its rollout, not in the next one's count.
+    rollout = {"strategy": "canary", "steps": steps, "progressDeadlineSeconds": 120, "scaleDownDelaySeconds": 0,
                "analysis": {"interval": "1s", "failureLimit": 2, "minSamples": 10, "checks": CHECKS}}
     return model_deployment(NAME, artifact, autoscaling={"minReplicas": 2, "maxReplicas": 2}, rollout=rollout)
+
+
+def canary_requests(cluster: LocalCluster, sb: Sandbox, new: dict[str, Any]) -> Counter[str]:
+    """The operator's requests from applying `new` until it is promoted (under load, for the analysis)."""
+    stable = (sb.get(NAME) or {})["status"]["stableRevision"]
+    start = len(cluster.control_plane.audit_events())
+    with sb.loadgen(NAME, rate=60, duration=120) as load:
+        sb.apply(new)
+        promoted = sb.wait_for(NAME, lambda s: s.get("phase") == "Healthy" and s.get("stableRevision") != stable,
+                               120, "the canary promoted")["stableRevision"]
+        load.stop()
+    wait_until(lambda: [d["metadata"]["name"] for d in sb.deployments(NAME)] == [promoted], timeout=30,
+               message="the old revision deleted")
+    time.sleep(1.0)  # the last writes land in the audit log
+    return requests_since(cluster, sb.namespace, start)
 
 
 def main() -> None:
@@ -74,7 +95,7 @@ def main() -> None:
             sb.wait_for(NAME, lambda s: bool(s.get("conditions")) and s.get("observedGeneration") == 1, 60,
                         "the first status")
             first_status = requests_since(cluster, sb.namespace, start)
-            stable = sb.wait_for_phase(NAME, "Healthy", timeout=90)["stableRevision"]
+            sb.wait_for_phase(NAME, "Healthy", timeout=90)
             wait_until(lambda: "Promoted" in [e["reason"] for e in sb.kube.list("v1", "Event", sb.namespace)],
                        timeout=30, message="the Promoted Event")
             time.sleep(1.0)
@@ -82,19 +103,19 @@ def main() -> None:
             quiet = len(audit())
             time.sleep(3 * RESYNC_SECONDS + 0.5)
             resync = requests_since(cluster, sb.namespace, quiet)
-            canary_start = len(audit())
-            with sb.loadgen(NAME, rate=60, duration=120) as load:
-                sb.apply(manifest(sb, 2))
-                sb.wait_for(NAME, lambda s: s.get("phase") == "Healthy" and s.get("stableRevision") != stable,
-                            120, "the canary promoted")
-                load.stop()
-            time.sleep(1.0)
-            canary = requests_since(cluster, sb.namespace, canary_start)
+            canary = canary_requests(cluster, sb, manifest(sb, 2))
+            longer = canary_requests(cluster, sb, manifest(sb, 3, MORE_STEPS))
         print(f"{'baseline: the children + a status':<34} {BASELINE_WRITES:>6.1f} writes")
         show("first sync (to the first status)", first_status)
         show("first deploy (to Healthy)", to_healthy)
         show("no-op resync", resync, 3, "/resync")
         show(f"canary ({len(STEPS)} steps, to promotion)", canary, len(STEPS), "/step")
+        show(f"canary ({len(MORE_STEPS)} steps, to promotion)", longer, len(MORE_STEPS), "/step")
+        added = len(MORE_STEPS) - len(STEPS)
+        per_step = (writes(longer) - writes(canary)) / added
+        print(f"{'canary, each step':<34} {per_step:>6.1f} writes/step  (the {added} added steps' writes / {added}; "
+              f"goal <= 3)")
+        print(f"{'canary, per rollout besides steps':<34} {writes(canary) - per_step * len(STEPS):>6.1f} writes")
         print(f"first sync / baseline: {writes(first_status) / BASELINE_WRITES:.2f}x; the Events (one per transition) "
               "are in the counts")
 

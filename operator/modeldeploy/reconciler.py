@@ -36,9 +36,10 @@ from .rollout.analysis import custom_queries
 from .rollout.builder import parse_time
 from .rollout.canary import analysis_run
 from .rollout.errors import ReconcileError, failed_status
+from .rollout.held import HeldAnalysis, hold, overlay
 from .rollout.model import EventRecord
 from .settings import access_peers
-from .telemetry import OperatorMetrics
+from .telemetry import PHASES, OperatorMetrics
 from .traffic import RouterTarget, router_for
 
 logger = logging.getLogger("modeldeploy")
@@ -73,6 +74,7 @@ class Reconciler:
         self.kube = context.kube.fenced(stopped) if stopped is not None else context.kube
         self._unsent: list[EventRecord] = []  # written to status, not yet accepted as Events
         self._replay: list[EventRecord] | None = None  # status' recent Events, checked once per process
+        self._held: HeldAnalysis | None = None  # passing intervals not written yet (rollout.held)
 
     def run_once(self, namespace: str, name: str) -> Outcome:
         """One reconcile that never raises: an error it cannot get past goes into status and an Event."""
@@ -109,6 +111,9 @@ class Reconciler:
     def _reconcile(self, obj: dict[str, Any]) -> float | None:
         """Observe, plan, execute; seconds until the next reconcile is due (None: wait for a change)."""
         observed = observe(self.kube, obj, self.context.clock())
+        with_held = overlay(observed.status, self._held)
+        if with_held is not None:
+            observed = replace(observed, status=with_held)
         if observed.spec is not None:  # the images a new revision would get: part of its identity
             observed = replace(observed, template=template_identity(observed.spec, self.context.images,
                                                                        access_peers()))
@@ -123,7 +128,10 @@ class Reconciler:
             self._execute(obj, observed, observed.spec, result)
             if result.prime_metrics:
                 self._prime(observed, observed.spec, result)  # a new step: its first interval starts now
-        self._write_status(obj, result)
+        self._held = hold(obj.get("status"), result.status, result.verdicts,
+                          sends_events=bool(result.events or self._unsent or self._replay))
+        if self._held is None:
+            self._write_status(obj, result)
         self._record(observed, result)
         if self._unsent:
             return min(result.requeue_after or UNSENT_EVENTS_REQUEUE_SECONDS, UNSENT_EVENTS_REQUEUE_SECONDS)
@@ -292,7 +300,7 @@ class Reconciler:
             logger.warning("could not report the error of %s/%s in status: %s", meta["namespace"], meta["name"], exc)
 
     def _record_phase(self, namespace: str, name: str, current: str) -> None:
-        for phase in ("Pending", "Progressing", "Healthy", "Paused", "RolledBack", "Failed"):
+        for phase in PHASES:
             self.context.metrics.phase.labels(namespace, name, phase).set(1 if current == phase else 0)
 
     def _record(self, observed: Observed, result: Plan) -> None:

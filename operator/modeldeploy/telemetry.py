@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from .api.status import Phase
 
 if TYPE_CHECKING:
     from .cache import Cache
     from .workqueue import WorkQueue
+
+PHASES: tuple[str, ...] = get_args(Phase)  # the phase gauge's values
 
 
 class OperatorMetrics:
@@ -65,14 +70,12 @@ class OperatorMetrics:
             self.cache_objects.labels(kind).set_function(store.__len__)
 
     def forget(self, namespace: str, name: str) -> None:
-        """Remove the series of a deleted ModelDeployment (they would report it forever otherwise)."""
-        for gauge, names in ((self.canary_weight, ("namespace", "name")),
-                             (self.phase, ("namespace", "name", "phase"))):
-            series = {tuple(sample.labels[label] for label in names)
-                      for metric in gauge.collect() for sample in metric.samples}
-            for labels in series:
-                if labels[:2] == (namespace, name):
-                    gauge.remove(*labels)
+        """Remove the series of a deleted ModelDeployment (they would report it forever otherwise). By
+        their labels, not by a scan of every series: deleting N objects stays linear in N."""
+        for labels, gauge in [((namespace, name), self.canary_weight),
+                              *(((namespace, name, phase), self.phase) for phase in PHASES)]:
+            with contextlib.suppress(KeyError):  # never set
+                gauge.remove(*labels)
 
     def serve(self, port: int, address: str = "0.0.0.0") -> None:
         start_http_server(port, addr=address, registry=self.registry)

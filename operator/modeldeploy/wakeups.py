@@ -49,17 +49,34 @@ def child_fingerprint(body: dict[str, Any]) -> Fingerprint:
     return (json.dumps(body.get("spec"), sort_keys=True),)
 
 
+Key = tuple[str, str, str]  # kind, namespace, name
+
+
 class WakeFilter:
     def __init__(self) -> None:
-        self._seen: dict[tuple[str, str, str], Fingerprint] = {}
-        self._owners: dict[tuple[str, str, str], str] = {}  # child key -> its ModelDeployment's name
+        self._seen: dict[Key, Fingerprint] = {}
+        self._owners: dict[Key, str] = {}  # child key -> its ModelDeployment's name
+        # (namespace, ModelDeployment) -> its children's keys: a deletion forgets them without a scan
+        self._children: dict[tuple[str, str], set[Key]] = {}
 
     def forget(self, namespace: str, name: str) -> None:
         """Drop the fingerprints of a deleted ModelDeployment and of its children."""
-        for key in [key for key in self._seen if key[1] == namespace and (
-                (key[2] == name and key[0] == "ModelDeployment") or self._owners.get(key) == name)]:
+        for key in [("ModelDeployment", namespace, name), *self._children.pop((namespace, name), ())]:
             self._seen.pop(key, None)
             self._owners.pop(key, None)
+
+    def _drop(self, key: Key) -> None:
+        self._seen.pop(key, None)
+        self._unown(key)
+
+    def _unown(self, key: Key) -> None:
+        owner = self._owners.pop(key, None)
+        if owner is not None:
+            children = self._children.get((key[1], owner))
+            if children is not None:
+                children.discard(key)
+                if not children:
+                    del self._children[key[1], owner]
 
     def __len__(self) -> int:
         return len(self._seen)
@@ -68,13 +85,14 @@ class WakeFilter:
         meta = body.get("metadata") or {}
         key = (kind, meta.get("namespace", ""), meta.get("name", ""))
         if event_type == "DELETED":
-            self._seen.pop(key, None)
-            self._owners.pop(key, None)
+            self._drop(key)
             return True
         if self._seen.get(key) == fingerprint:
             return False
         self._seen[key] = fingerprint
         owner = (meta.get("labels") or {}).get(NAME_LABEL)
-        if owner is not None:
+        if owner is not None and self._owners.get(key) != owner:
+            self._unown(key)
             self._owners[key] = owner
+            self._children.setdefault((key[1], owner), set()).add(key)
         return True

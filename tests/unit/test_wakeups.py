@@ -56,3 +56,33 @@ def test_a_deleted_model_deployment_leaves_no_fingerprints() -> None:
     assert len(wake) == 4
     wake.forget("ml", "resnet")
     assert len(wake) == 1  # only bert's Service
+
+
+def test_a_child_relabelled_to_another_model_deployment_is_forgotten_with_its_new_owner() -> None:
+    from modeldeploy.wakeups import WakeFilter, child_fingerprint
+
+    wake = WakeFilter()
+    service = {"kind": "Service", "metadata": {"namespace": "ml", "name": "shared",
+                                               "labels": {"modeldeploy.dev/name": "resnet"}}, "spec": {}}
+    assert wake.changed("Service", "ADDED", service, child_fingerprint(service))
+    service["metadata"]["labels"] = {"modeldeploy.dev/name": "bert"}  # type: ignore[index]
+    service["spec"] = {"ports": []}
+    assert wake.changed("Service", "MODIFIED", service, child_fingerprint(service))
+    wake.forget("ml", "resnet")
+    assert len(wake) == 1  # bert's now
+    wake.forget("ml", "bert")
+    assert len(wake) == 0
+
+
+def test_deleting_a_model_deployment_removes_only_its_metric_series() -> None:
+    from modeldeploy.telemetry import OperatorMetrics
+
+    metrics = OperatorMetrics()
+    for name in ("resnet", "bert"):
+        metrics.canary_weight.labels("ml", name).set(10)
+        metrics.phase.labels("ml", name, "Healthy").set(1)
+    metrics.forget("ml", "resnet")
+    names = {sample.labels["name"] for gauge in (metrics.canary_weight, metrics.phase)
+             for metric in gauge.collect() for sample in metric.samples}
+    assert names == {"bert"}
+    metrics.forget("ml", "never-seen")  # nothing to remove is no error

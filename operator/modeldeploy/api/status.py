@@ -114,11 +114,12 @@ class AnalysisStatus(StatusModel):
     """Progress of the canary analysis."""
 
     passed_intervals: int = 0
-    """Passed intervals in the current step."""
+    """Passed intervals in the current step, as last written: a pass after the step's first is written with
+the step's end or the next status write, not on its own."""
     consecutive_failures: int = 0
     """Failed intervals in a row."""
     last_run: str | None = None
-    """When the last interval was analysed (RFC 3339)."""
+    """When the last written interval was analysed (RFC 3339)."""
     verdict: Known | None = None
     """Verdict of the last interval."""
     consecutive_inconclusive: int = 0
@@ -129,7 +130,7 @@ class AnalysisStatus(StatusModel):
     """Per-check results of the last interval."""
     baselines: dict[str, dict[str, list[float]]] = Field(default_factory=dict)
     """direct provider: per revision and pod endpoint, the counters the next interval is measured from,
-so that a restarted operator loses no interval."""
+so that a restarted operator measures from the last written interval."""
 
 
 class RecordedEvent(StatusModel):
