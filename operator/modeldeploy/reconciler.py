@@ -39,7 +39,7 @@ from .rollout.errors import ReconcileError, failed_status
 from .rollout.held import HeldAnalysis, hold, overlay
 from .rollout.model import EventRecord
 from .settings import access_peers
-from .telemetry import PHASES, OperatorMetrics
+from .telemetry import OperatorMetrics
 from .traffic import RouterTarget, router_for
 
 logger = logging.getLogger("modeldeploy")
@@ -295,19 +295,15 @@ class Reconciler:
             # Unguarded: only phase, message and conditions change, and they must land even in a race.
             self._unsent += write_status(self.kube, self.context.metrics, obj, status.to_dict(), events,
                                          guarded=False)
-            self._record_phase(meta["namespace"], meta["name"], status.phase)
+            self.context.metrics.set_phase(meta["namespace"], meta["name"], status.phase)
         except Exception as exc:  # e.g. the API server is down: the log has it
             logger.warning("could not report the error of %s/%s in status: %s", meta["namespace"], meta["name"], exc)
-
-    def _record_phase(self, namespace: str, name: str, current: str) -> None:
-        for phase in PHASES:
-            self.context.metrics.phase.labels(namespace, name, phase).set(1 if current == phase else 0)
 
     def _record(self, observed: Observed, result: Plan) -> None:
         metrics = self.context.metrics
         status = result.status
         metrics.canary_weight.labels(observed.namespace, observed.name).set(status.canary_weight)
-        self._record_phase(observed.namespace, observed.name, status.phase)
+        metrics.set_phase(observed.namespace, observed.name, status.phase)
         for verdict in result.verdicts:
             metrics.analysis_verdicts.labels(verdict).inc()
         if any(event.reason == "Promoted" for event in result.events):

@@ -26,9 +26,10 @@ class OperatorSettings:
     # Worker threads that run reconciles: at most this many objects reconcile at once.
     reconcile_workers: int = 8
     # Client-side API rate limit (client-go's QPS/burst): a thousand objects starting at once queue
-    # here rather than flood the apiserver.
-    api_qps: float = 100.0
-    api_burst: int = 200
+    # here rather than flood the apiserver. Not below what a first sync needs: at 100 a second the
+    # limit alone kept 1,000 objects' 6,400 requests from syncing in under 62 s (bench/reconcile.py).
+    api_qps: float = 200.0
+    api_burst: int = 400
     # Prometheus base URLs analysis may query (metrics.allowlist); empty: none, only the direct provider.
     prometheus_addresses: tuple[str, ...] = ()
 
@@ -42,8 +43,8 @@ class OperatorSettings:
             namespaces=tuple(n.strip() for n in environ.get("MODELDEPLOY_WATCH_NAMESPACES", "").split(",")
                              if n.strip()),
             reconcile_workers=int(environ.get("MODELDEPLOY_RECONCILE_WORKERS", "8")),
-            api_qps=float(environ.get("MODELDEPLOY_API_QPS", "100")),
-            api_burst=int(environ.get("MODELDEPLOY_API_BURST", "200")),
+            api_qps=float(environ.get("MODELDEPLOY_API_QPS", "200")),
+            api_burst=int(environ.get("MODELDEPLOY_API_BURST", "400")),
             prometheus_addresses=addresses_from_env(environ),
         )
 

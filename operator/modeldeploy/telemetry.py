@@ -33,8 +33,9 @@ class OperatorMetrics:
                                          ["verdict"], registry=self.registry)
         self.canary_weight = Gauge("modeldeploy_canary_weight", "Current canary weight in percent.",
                                    ["namespace", "name"], registry=self.registry)
-        self.phase = Gauge("modeldeploy_phase", "1 for the current phase of each ModelDeployment.",
-                           ["namespace", "name", "phase"], registry=self.registry)
+        self.phase = Gauge("modeldeploy_phase", "1 for the current phase of each ModelDeployment (its only "
+                           "series: the other phases have none).", ["namespace", "name", "phase"],
+                           registry=self.registry)
 
         self.api_requests = Counter("modeldeploy_api_requests_total",
                                     "Kubernetes API requests by verb and HTTP status code (0: no answer).",
@@ -68,6 +69,16 @@ class OperatorMetrics:
         self.throttled_seconds.set_function(throttled)
         for (_, kind), store in cache.stores.items():
             self.cache_objects.labels(kind).set_function(store.__len__)
+
+    def set_phase(self, namespace: str, name: str, current: str) -> None:
+        """One series per object, its current phase: not six with five zeros (at 3,000 objects the zeros
+        alone were 11 MiB of the operator's memory)."""
+        for phase in PHASES:
+            if phase != current:
+                with contextlib.suppress(KeyError):  # never set
+                    self.phase.remove(namespace, name, phase)
+        if current in PHASES:
+            self.phase.labels(namespace, name, current).set(1)
 
     def forget(self, namespace: str, name: str) -> None:
         """Remove the series of a deleted ModelDeployment (they would report it forever otherwise). By

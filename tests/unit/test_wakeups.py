@@ -73,16 +73,3 @@ def test_a_child_relabelled_to_another_model_deployment_is_forgotten_with_its_ne
     wake.forget("ml", "bert")
     assert len(wake) == 0
 
-
-def test_deleting_a_model_deployment_removes_only_its_metric_series() -> None:
-    from modeldeploy.telemetry import OperatorMetrics
-
-    metrics = OperatorMetrics()
-    for name in ("resnet", "bert"):
-        metrics.canary_weight.labels("ml", name).set(10)
-        metrics.phase.labels("ml", name, "Healthy").set(1)
-    metrics.forget("ml", "resnet")
-    names = {sample.labels["name"] for gauge in (metrics.canary_weight, metrics.phase)
-             for metric in gauge.collect() for sample in metric.samples}
-    assert names == {"bert"}
-    metrics.forget("ml", "never-seen")  # nothing to remove is no error
