@@ -24,6 +24,7 @@ Each N, and each floor, runs on a fresh control plane of its own, so none inheri
 
     python bench/reconcile.py                    # N = 100, 1000 and 3000
     python bench/reconcile.py --sizes 100
+    python bench/reconcile.py --sizes 1000 --operator-env MODELDEPLOY_API_QPS=100 MODELDEPLOY_API_BURST=200
 """
 
 from __future__ import annotations
@@ -204,15 +205,16 @@ class RssSampler:
 
 
 def phases(items: list[dict[str, Any]]) -> str:
-    """How many objects are in each phase (with the reason of those not Healthy)."""
-    counts = Counter((item.get("status") or {}).get("phase", "none") + ("" if (item.get("status") or {}).get("phase")
-                     == "Healthy" else f" ({reason(item)})") for item in items)
-    return ", ".join(f"{count} {phase}" for phase, count in counts.most_common())
+    """How many objects are in each phase, with the Ready condition's reason of those not Healthy."""
+    def state(item: Mapping[str, Any]) -> str:
+        status = item.get("status") or {}
+        phase = str(status.get("phase", "none"))
+        if phase == "Healthy":
+            return phase
+        reason = next((c.get("reason", "") for c in status.get("conditions") or [] if c.get("type") == "Ready"), "")
+        return f"{phase} ({reason})"
 
-
-def reason(item: Mapping[str, Any]) -> str:
-    conditions = (item.get("status") or {}).get("conditions") or []
-    return next((c.get("reason", "") for c in conditions if c.get("type") == "Ready"), "")
+    return ", ".join(f"{count} {state}" for state, count in Counter(map(state, items)).most_common())
 
 
 def wait_all_healthy(kube: KubeClient, timeout: float = 900.0) -> None:
@@ -391,13 +393,16 @@ def bench_cluster() -> Iterator[LocalCluster]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 3000])
+    parser.add_argument("--operator-env", nargs="+", default=[], metavar="NAME=VALUE",
+                        help="extra environment of the operator, e.g. MODELDEPLOY_API_QPS=100")
     args = parser.parse_args()
+    operator_env = dict(item.split("=", 1) for item in args.operator_env)
     print(f"{'N':>5} {'synced s':>8} {'healthy s':>9} {'p50 s':>6} {'p99 s':>6} {'idle p99':>8} {'writes/obj':>10} "
           f"{'noop req':>8} {'RSS start/peak/end MiB':>23} {'floor s':>7} {'total/floor':>11}  requests by verb")
     for n in args.sizes:
         # Each run on a control plane of its own: no size (nor the floor) inherits another's backlog.
         with bench_cluster() as cluster:
-            result = run_operator(cluster, n)
+            result = run_operator(cluster, n, operator_env)
         summary = {key: value for key, value in result.items() if key not in ("requests", "by_resource", "noop_detail")}
         print(f"      (N={n}, the operator's part: {summary})", flush=True)
         with bench_cluster() as cluster:

@@ -93,8 +93,9 @@ class WakeFilter:
             return False
         self._seen[key] = fingerprint
         owner = (meta.get("labels") or {}).get(NAME_LABEL)
-        if owner is not None and self._owners.get(key) != owner:
+        if self._owners.get(key) != owner:  # new, relabelled to another owner, or the label removed
             self._unown(key)
-            self._owners[key] = owner
-            self._children.setdefault((key[1], owner), set()).add(key)
+            if owner is not None:
+                self._owners[key] = owner
+                self._children.setdefault((key[1], owner), set()).add(key)
         return True

@@ -73,3 +73,17 @@ def test_a_child_relabelled_to_another_model_deployment_is_forgotten_with_its_ne
     wake.forget("ml", "bert")
     assert len(wake) == 0
 
+
+
+def test_a_child_whose_owner_label_is_removed_is_no_longer_its_owners() -> None:
+    from modeldeploy.wakeups import WakeFilter, child_fingerprint
+
+    wake = WakeFilter()
+    service = {"kind": "Service", "metadata": {"namespace": "ml", "name": "shared",
+                                               "labels": {"modeldeploy.dev/name": "resnet"}}, "spec": {}}
+    assert wake.changed("Service", "ADDED", service, child_fingerprint(service))
+    service["metadata"]["labels"] = {}  # type: ignore[index]
+    service["spec"] = {"ports": []}
+    assert wake.changed("Service", "MODIFIED", service, child_fingerprint(service))
+    wake.forget("ml", "resnet")
+    assert len(wake) == 1  # not resnet's any more: only its own DELETED drops it
