@@ -77,7 +77,7 @@ def test_s3_keys_from_the_secret_are_required_by_the_store(sandbox: Sandbox, buc
 
     refused = sandbox.wait_for("denied", lambda s: s.get("rejectedRevisions"), 120, "denied's revision rejected")
     (rejected,) = refused["rejectedRevisions"]
-    assert "ArtifactAccessDenied" in rejected["message"] and "InvalidAccessKeyId" in rejected["message"], rejected
+    assert rejected["reason"] == "ArtifactAccessDenied" and "InvalidAccessKeyId" in rejected["message"], rejected
     assert f"s3://{bucket.bucket}/{MODEL_KEY}" in rejected["message"]
     assert bucket.secret_access_key not in json.dumps(refused)
     assert refused["phase"] == "Failed" and refused.get("stableRevision") is None

@@ -106,6 +106,21 @@ def test_a_digest_mismatch_is_artifact_integrity_and_the_old_revision_keeps_serv
     assert report.revisions() == {stable} and report.failures() == 0, report
 
 
+def test_an_artifact_that_is_not_there_is_artifact_not_found_not_a_digest_mismatch(sandbox: Sandbox) -> None:
+    good = sandbox.artifacts.linear("resnet/1/model.onnx")
+    sandbox.apply(model_deployment(NAME, good))
+    stable = sandbox.wait_for_phase(NAME, "Healthy", timeout=60)["stableRevision"]
+
+    missing = Artifact(good.path, good.url.replace("resnet/1/", "resnet/9/"), good.digest, good.size)  # a 404
+    sandbox.apply(model_deployment(NAME, missing))
+    rejected = _rejected(sandbox)
+
+    # Rejected after the fetch failed again on its restart (a publish may still be in progress).
+    assert rejected["reason"] == "ArtifactNotFound", rejected
+    assert "could not be fetched (exit 4)" in rejected["message"] and "404" in rejected["message"], rejected
+    assert sandbox.status(NAME)["stableRevision"] == stable
+
+
 def test_a_model_that_fails_to_load_is_rejected_with_the_servers_message(sandbox: Sandbox) -> None:
     env = [{"name": "MODELSERVER_FAULT_LOAD_FAIL", "value": "1"}]
     sandbox.apply(model_deployment(NAME, sandbox.artifacts.linear(), runtime={"env": env}))

@@ -12,7 +12,8 @@ from .base import ApiModel
 # newer operator may have written a value this one does not know, and reading it must not fail.
 Phase = Literal["Pending", "Progressing", "Healthy", "Paused", "RolledBack", "Failed"]
 FailureReason = Literal[
-    "InvalidSpec", "InsufficientGPU", "Unschedulable", "ImagePull", "ArtifactIntegrity", "ModelLoadFailed",
+    "InvalidSpec", "InsufficientGPU", "Unschedulable", "ImagePull", "ArtifactIntegrity", "ArtifactNotFound",
+    "ArtifactAccessDenied", "ArtifactTooLarge", "ArtifactFetchFailed", "ModelLoadFailed",
     "CrashLoop", "OOMKilled", "ProgressDeadline", "AnalysisFailed", "AnalysisInconclusive", "GateFailed",
     "Aborted", "FailedCreate", "DecryptionFailed", "SignatureInvalid", "DowngradeRefused",
 ]

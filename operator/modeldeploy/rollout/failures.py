@@ -6,6 +6,7 @@ reported while the progress deadline runs, and name the ProgressDeadline failure
 
 from __future__ import annotations
 
+from ..api.status import FailureReason
 from .model import ContainerState, DeploymentState, Failure, Observed, PodState
 
 FETCH_CONTAINER = "fetch"
@@ -17,6 +18,10 @@ SIGNATURE_INVALID = "SignatureInvalid"
 # `modelserver fetch` exit code and reason when an encrypted model does not decrypt (modelserver/decrypt.py).
 DECRYPTION_FAILED_EXIT_CODE = 11
 DECRYPTION_FAILED = "DecryptionFailed"
+# `modelserver fetch` exit codes of a fetch that never got the artifact, and the reason each is reported as
+# (a 403 and a 404 call for different fixes than a digest mismatch); any other code is ArtifactFetchFailed.
+FETCH_FAILURE_REASONS: dict[int, FailureReason] = {
+    4: "ArtifactNotFound", 5: "ArtifactAccessDenied", 7: "ArtifactTooLarge"}
 # `modelserver serve` exit code when a model does not load.
 MODEL_LOAD_EXIT_CODE = 4
 CRASH_LOOP_RESTARTS = 3
@@ -63,10 +68,11 @@ def _container_failure(pod: PodState, container: ContainerState) -> Failure | No
             # Missing, untrusted or mismatching: the same bytes and signature never verify on a retry.
             return Failure("SignatureInvalid", f"{where}: the model's signature does not verify: {detail}", True)
         if container.init and container.name == FETCH_CONTAINER:
-            if code == DIGEST_MISMATCH_EXIT_CODE or "digest" in detail.lower():
+            if code == DIGEST_MISMATCH_EXIT_CODE or (code not in FETCH_FAILURE_REASONS and "digest" in detail.lower()):
                 return Failure("ArtifactIntegrity", f"{where}: model artifact digest mismatch: {detail}", True)
-            return Failure("ArtifactIntegrity", f"{where}: model artifact could not be fetched "
-                                                f"(exit {code}): {detail}", container.restart_count >= 1)
+            return Failure(FETCH_FAILURE_REASONS.get(code, "ArtifactFetchFailed"),
+                           f"{where}: model artifact could not be fetched (exit {code}): {detail}",
+                           container.restart_count >= 1)
         if code == MODEL_LOAD_EXIT_CODE or any(marker in detail.lower() for marker in MODEL_LOAD_MARKERS):
             return Failure("ModelLoadFailed", f"{where}: model failed to load (exit {code}): {detail}", True)
     if container.waiting_reason == "CrashLoopBackOff" or container.restart_count >= CRASH_LOOP_RESTARTS:
