@@ -191,7 +191,8 @@ class Reconciler:
         except MetricsUnavailable as error:
             return AnalysisSamples(canary=None, stable=None, unavailable=str(error))
         baselines = {target.revision: provider.baseline(target) for target in targets}
-        return AnalysisSamples(canary=canary, stable=stable, baselines={k: v for k, v in baselines.items() if v})
+        return AnalysisSamples(canary=canary, stable=stable, baselines={k: v for k, v in baselines.items() if v},
+                               canary_missing=provider.missing(targets[0]) if canary is None else None)
 
     def _prime(self, observed: Observed, spec: ModelDeploymentSpec, result: Plan) -> None:
         provider = provider_for(spec.rollout.analysis.provider)

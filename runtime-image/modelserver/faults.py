@@ -12,6 +12,8 @@ on stderr, so a production server never fails, slows down or crashes on purpose.
 ``MODELSERVER_FAULT_METADATA_REDIRECT`` model metadata (``GET /v2/models/{m}``) answers 302 to this URL;
 ``MODELSERVER_FAULT_METADATA_BYTES`` model metadata answers are padded to this many bytes (still valid JSON):
                                 what a pod trying to steer or exhaust the operator's gates would answer.
+``MODELSERVER_FAULT_METRICS_STATUS`` ``GET /metrics`` answers this HTTP status (e.g. 403) with no metrics:
+                                a pod whose metrics the operator cannot read.
 
 The crash timer is armed only when the faults come from the process environment
 (``from_env()`` without a mapping, as the server does at start-up): a test building ``Faults``
@@ -43,6 +45,7 @@ class Faults:
     crash_after_s: float = 0.0
     metadata_redirect: str = ""
     metadata_bytes: int = 0
+    metrics_status: int = 0  # 0: /metrics answers normally
 
     @property
     def active(self) -> bool:
@@ -79,6 +82,7 @@ class Faults:
             crash_after_s=max(0.0, float(env.get("MODELSERVER_FAULT_CRASH_AFTER_S") or 0)),
             metadata_redirect=_header_value(env.get("MODELSERVER_FAULT_METADATA_REDIRECT") or ""),
             metadata_bytes=max(0, int(env.get("MODELSERVER_FAULT_METADATA_BYTES") or 0)),
+            metrics_status=_error_status(env.get("MODELSERVER_FAULT_METRICS_STATUS") or ""),
         )
         if process_env:
             faults.arm_crash()
@@ -92,6 +96,12 @@ class Faults:
         timer.daemon = True
         timer.start()
         return timer
+
+
+def _error_status(text: str) -> int:
+    """An HTTP error status (400-599) from `text`, else 0 (no fault)."""
+    status = int(text) if text.strip().isdigit() else 0
+    return status if 400 <= status <= 599 else 0
 
 
 def _header_value(text: str) -> str:

@@ -149,7 +149,7 @@ async def serve(
         manager.peer_stats = partial(gather, Path(config.worker_dir or "."))
     else:
         metrics_app = web.Application()
-        metrics_app.router.add_get("/metrics", _metrics_handler(metrics))
+        metrics_app.router.add_get("/metrics", _metrics_handler(metrics, manager.faults.metrics_status))
     metrics_runner = web.AppRunner(metrics_app, access_log=None)
     grpc_server = grpc.aio.server(
         interceptors=[GrpcGuard(guard)] if guard else None,
@@ -230,8 +230,11 @@ def _grpc_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def _metrics_handler(metrics: ServerMetrics) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+def _metrics_handler(metrics: ServerMetrics,
+                     refused_with: int = 0) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handler(request: web.Request) -> web.Response:
+        if refused_with:  # test-only fault (modelserver.faults): metrics the operator cannot read
+            return web.Response(status=refused_with, text="metrics refused (MODELSERVER_FAULT_METRICS_STATUS)")
         return web.Response(body=metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     return handler

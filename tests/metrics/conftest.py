@@ -16,12 +16,13 @@ from modelserver.metrics import ServerMetrics
 class FakePod:
     def __init__(self, host: str) -> None:
         self.metrics = ServerMetrics()
+        self.answer = 200  # another status: the page is refused (e.g. 403 from a proxy in the pod)
         pod = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                body = pod.metrics.exposition()
-                self.send_response(200)
+                body = pod.metrics.exposition() if pod.answer == 200 else b"denied"
+                self.send_response(pod.answer)
                 self.send_header("Content-Type", "text/plain; version=0.0.4")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from modeldeploy.api.spec import Provider
+from modeldeploy.api.spec import Analysis, Provider
 from modeldeploy.metrics import DirectProvider, RevisionTarget, provider_for
 from modeldeploy.metrics.exposition import histogram_quantile
+from modeldeploy.rollout.analysis import analyse
 
 from .conftest import FakePod, free_port
 
@@ -243,3 +244,34 @@ def test_a_deleted_revision_keeps_no_baselines(pods: list[FakePod]) -> None:
     provider.sample(old, 30, {}, run="r/0/a")
     provider.forget_revision("ml", old.revision)
     assert provider.baseline(old) == {} and provider.baseline(new) != {} and len(provider) == 1
+
+
+def test_an_empty_interval_says_why_and_a_refusing_pod_is_named(pods: list[FakePod]) -> None:
+    provider = DirectProvider(timeout=0.5)
+    a, b, _ = pods
+    assert provider.sample(target(a, b), 30, {}) is None
+    assert provider.missing(target(a, b)).startswith("the first scrape of resnet-a41d0 is its baseline")
+    assert provider.sample(target(), 30, {}) is None
+    assert provider.missing(target()) == "no ready pod of resnet-a41d0 to scrape"
+    a.answer = b.answer = 403
+    assert provider.sample(target(a, b), 30, {}) is None
+    why = provider.missing(target(a, b))
+    assert why == f"no pod of resnet-a41d0 could be scraped: http://{a.endpoint}/metrics answered HTTP 403 (and 1 more)"
+    assert "denied" not in why  # the pod's answer is never quoted
+    # Back: they were dropped, so they are baselined again, and the interval after that counts.
+    a.answer = b.answer = 200
+    assert provider.sample(target(a, b), 30, {}) is None
+    assert provider.missing(target(a, b)).startswith("the pods of resnet-a41d0 were scraped for the first time")
+    a.serve("resnet", ok=7)
+    sample = provider.sample(target(a, b), 30, {})
+    assert sample is not None and sample.requests == 7
+
+
+def test_the_reason_reaches_every_inconclusive_check() -> None:
+    analysis = Analysis.model_validate({"checks": [{"metric": "successRate", "min": 0.99},
+                                                   {"metric": "latencyMean", "max": "100ms"}]})
+    result = analyse(analysis, None, None, "no pod of r could be scraped: http://p/metrics answered HTTP 403")
+    assert result.verdict == "Inconclusive"
+    assert [check.message for check in result.checks] == [
+        "successRate: no canary metrics (no pod of r could be scraped: http://p/metrics answered HTTP 403)",
+        "latencyMean: no canary metrics (no pod of r could be scraped: http://p/metrics answered HTTP 403)"]

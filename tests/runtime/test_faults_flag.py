@@ -20,7 +20,7 @@ from .test_process import free_port, wait_ready
 ALL_FAULTS = {"MODELSERVER_FAULT_LATENCY_MS": "25", "MODELSERVER_FAULT_ERROR_RATE": "1",
               "MODELSERVER_FAULT_LOAD_FAIL": "1", "MODELSERVER_FAULT_CRASH_AFTER_S": "1",
               "MODELSERVER_FAULT_METADATA_REDIRECT": "http://127.0.0.1:9/stolen",
-              "MODELSERVER_FAULT_METADATA_BYTES": "4096"}
+              "MODELSERVER_FAULT_METADATA_BYTES": "4096", "MODELSERVER_FAULT_METRICS_STATUS": "403"}
 
 
 def test_fault_variables_without_the_test_flag_are_ignored(capsys: pytest.CaptureFixture[str]) -> None:
@@ -35,6 +35,7 @@ def test_the_test_flag_turns_them_on() -> None:
     faults = Faults.from_env({**ALL_FAULTS, "MODELSERVER_TEST_FAULTS": "1"})
     assert (faults.latency_ms, faults.error_rate, faults.load_fail, faults.crash_after_s) == (25.0, 1.0, True, 1.0)
     assert faults.metadata_answer(b'{"name":"m"}') == (302, b"", b"http://127.0.0.1:9/stolen")
+    assert faults.metrics_status == 403
 
 
 def test_the_metadata_padding_fault_keeps_the_answer_json_of_the_asked_size() -> None:

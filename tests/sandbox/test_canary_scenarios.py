@@ -117,6 +117,28 @@ def test_a_latency_regression_is_rolled_back(sandbox: Sandbox) -> None:
     assert sandbox.status(NAME)["stableRevision"] == stable
 
 
+def test_a_canary_whose_metrics_are_refused_pauses_and_says_why(sandbox: Sandbox) -> None:
+    stable = deploy_stable(sandbox)
+    with sandbox.loadgen(NAME, rate=30, duration=60):
+        sandbox.apply(canary_manifest(sandbox.artifacts.linear("resnet/2/model.onnx", seed=2),
+                                      env={"MODELSERVER_FAULT_METRICS_STATUS": "403"}))
+        status = sandbox.wait_for_phase(NAME, "Paused", timeout=60)
+    # Three intervals without canary metrics: inconclusive, never a verdict on the model; the reason is
+    # the pod's refusal, in the checks, the condition and the Event.
+    assert status["stableRevision"] == stable and not status.get("rejectedRevisions"), status
+    assert all(check["verdict"] == "Inconclusive" and "/metrics answered HTTP 403" in check["message"]
+               for check in status["analysis"]["checks"]), status["analysis"]
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "AnalysisInconclusive", ready
+
+    def paused() -> list[str]:
+        return [e["message"] for e in sandbox.kube.list("v1", "Event", sandbox.namespace)
+                if e["reason"] == "AnalysisInconclusive"]
+
+    wait_until(lambda: paused(), timeout=10, message="the AnalysisInconclusive Event")
+    assert "could be scraped" in paused()[0] and "answered HTTP 403" in paused()[0], paused()
+
+
 def test_a_model_that_fails_to_load_is_rolled_back_long_before_the_deadline(sandbox: Sandbox) -> None:
     stable = deploy_stable(sandbox)
     started = time.monotonic()

@@ -78,8 +78,10 @@ def test_the_direct_scraper_ignores_redirects_and_floods(serve: Any) -> None:
     redirecting, _ = serve(reply(301, headers={"Location": f"{target}/metrics"}))
     flooding, _ = serve(reply(200, b"#" * (outbound.METRICS_BODY_LIMIT + 1), length=False))
     scraper = DirectProvider()
-    for url in (redirecting, flooding):
-        assert scraper._scrape(url.removeprefix("http://"), "m") is None
+    assert scraper._scrape(redirecting.removeprefix("http://"), "m") == (
+        f"{redirecting}/metrics answered a redirect (HTTP 301), which is not followed")
+    assert scraper._scrape(flooding.removeprefix("http://"), "m") == (
+        f"{flooding}/metrics answered more than the limit of {outbound.METRICS_BODY_LIMIT} bytes")
     assert target_paths == []
 
 

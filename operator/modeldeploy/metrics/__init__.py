@@ -62,6 +62,9 @@ class RefusedProvider:
                custom_queries: Mapping[str, str], run: str = "") -> RevisionSample | None:
         raise MetricsUnavailable(self.reason)
 
+    def missing(self, target: RevisionTarget) -> str:
+        return self.reason
+
 
 def provider_for(spec_provider: Provider) -> MetricsProvider:
     """The provider a ModelDeployment's analysis asks for; a Prometheus only from the operator's allow-list."""

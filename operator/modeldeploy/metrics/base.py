@@ -52,3 +52,7 @@ class MetricsProvider(Protocol):
         (inconclusive). Idempotent per `run`: asked again (a re-plan after a status Conflict), the same
         interval gives the same answer. Raises MetricsUnavailable when the source does not answer."""
         ...
+
+    def missing(self, target: RevisionTarget) -> str:
+        """Why the last sample() of `target` was None, for the inconclusive check's message."""
+        ...

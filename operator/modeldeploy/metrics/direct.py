@@ -13,7 +13,8 @@ what Prometheus' increase() would say:
 - a pod seen for the first time is baselined and contributes from the next interval on;
 - a pod whose counters went backwards (container restart) counts from zero;
 - a pod that disappeared, or could not be scraped, is dropped (re-baselined when it is back);
-- no pod scraped with a baseline -> None.
+- no pod scraped with a baseline -> None, and ``missing`` says why (no ready pod, the first scrape,
+  or each pod's refusal: a pod whose /metrics answers 403 must not leave the interval unexplained).
 
 Custom PromQL checks need Prometheus: their values are None here (inconclusive).
 Synchronous on purpose: the operator calls it from a worker thread.
@@ -43,30 +44,37 @@ class DirectProvider:
         self._baselines: dict[tuple[str, str], tuple[float, dict[str, Counters]]] = {}
         # (namespace, revision) -> (run, what that run answered)
         self._answers: dict[tuple[str, str], tuple[str, RevisionSample | None]] = {}
+        # (namespace, revision) -> why its last sample was None
+        self._missing: dict[tuple[str, str], str] = {}
 
     def is_online(self) -> bool:
         return True  # nothing between the operator and the pods
 
-    def _scrape(self, endpoint: str, model: str) -> Counters | None:
+    def _scrape(self, endpoint: str, model: str) -> Counters | str:
+        """The pod's counters, or why there are none (a message safe for status)."""
         # No redirects, at most 4 MiB: a pod's /metrics page must not steer or exhaust the operator.
         try:
             page = request("GET", f"http://{endpoint}/metrics", max_bytes=METRICS_BODY_LIMIT, timeout=self.timeout)
             return parse(page.decode("utf-8", "replace"), model)
-        except (OutboundError, ValueError):  # unreachable, HTTP errors, redirects, oversize, unparsable text
-            return None
+        except OutboundError as error:  # unreachable, HTTP errors, redirects, oversize
+            return str(error)
+        except ValueError:
+            return f"http://{endpoint}/metrics is not Prometheus text"
 
-    def _scrape_all(self, target: RevisionTarget) -> dict[str, Counters]:
+    def _scrape_all(self, target: RevisionTarget) -> tuple[dict[str, Counters], list[str]]:
+        """Counters by endpoint, and the refusals of the pods that gave none."""
         if not target.endpoints:
-            return {}
+            return {}, []
         workers = min(self.max_workers, len(target.endpoints))
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            results = pool.map(lambda endpoint: self._scrape(endpoint, target.model), target.endpoints)
-            return {endpoint: counters for endpoint, counters in zip(target.endpoints, results, strict=True)
-                    if counters is not None}
+            results = list(pool.map(lambda endpoint: self._scrape(endpoint, target.model), target.endpoints))
+        scraped = {endpoint: result for endpoint, result in zip(target.endpoints, results, strict=True)
+                   if not isinstance(result, str)}
+        return scraped, [result for result in results if isinstance(result, str)]
 
     def prime(self, target: RevisionTarget) -> None:
         now = time.monotonic()
-        current = self._scrape_all(target)
+        current, _ = self._scrape_all(target)
         with self._lock:
             self._baselines[(target.namespace, target.revision)] = (now, current)
 
@@ -81,6 +89,10 @@ class DirectProvider:
         with self._lock:
             self._answers[key] = (run, result)
         return result
+
+    def missing(self, target: RevisionTarget) -> str:
+        with self._lock:
+            return self._missing.get((target.namespace, target.revision), "no sample taken yet")
 
     def baseline(self, target: RevisionTarget) -> dict[str, list[float]]:
         """What the next interval of `target` is measured from, JSON-safe (kept in status across restarts)."""
@@ -100,7 +112,7 @@ class DirectProvider:
     def forget(self, namespace: str, name: str) -> None:
         """Drop the baselines of a deleted ModelDeployment's revisions (`<name>-<hash5>`)."""
         with self._lock:
-            for store in (self._baselines, self._answers):
+            for store in (self._baselines, self._answers, self._missing):
                 for key in [key for key in store if key[0] == namespace and key[1].rpartition("-")[0] == name]:
                     del store[key]
 
@@ -109,24 +121,26 @@ class DirectProvider:
         with self._lock:
             self._baselines.pop((namespace, revision), None)
             self._answers.pop((namespace, revision), None)
+            self._missing.pop((namespace, revision), None)
 
     def __len__(self) -> int:
         return len(self._baselines)
 
     def _sample(self, target: RevisionTarget, custom_queries: Mapping[str, str]) -> RevisionSample | None:
         now = time.monotonic()
-        current = self._scrape_all(target)
+        current, refusals = self._scrape_all(target)
         key = (target.namespace, target.revision)
         with self._lock:
             previous = self._baselines.get(key)
             # Only what was scraped now is kept: gone and unreachable pods lose their baseline.
             self._baselines[key] = (now, current)
             self._forget_idle(now)
-        if previous is None:
-            return None
         deltas = [counters.minus(previous[1][endpoint]) for endpoint, counters in current.items()
-                  if endpoint in previous[1]]
+                  if previous is not None and endpoint in previous[1]]
         if not deltas:
+            why = _why_no_sample(target, previous is None, current, refusals)
+            with self._lock:
+                self._missing[key] = why
             return None
         total = Counters()
         for delta in deltas:
@@ -137,6 +151,18 @@ class DirectProvider:
         for key in [key for key, (used, _) in self._baselines.items() if now - used > _FORGET_AFTER]:
             del self._baselines[key]
             self._answers.pop(key, None)
+            self._missing.pop(key, None)
+
+
+def _why_no_sample(target: RevisionTarget, first: bool, scraped: Mapping[str, Counters], refusals: list[str]) -> str:
+    if not target.endpoints:
+        return f"no ready pod of {target.revision} to scrape"
+    if refusals and not scraped:
+        more = f" (and {len(refusals) - 1} more)" if len(refusals) > 1 else ""
+        return f"no pod of {target.revision} could be scraped: {refusals[0]}{more}"
+    if first:
+        return f"the first scrape of {target.revision} is its baseline: measured from the next interval"
+    return f"the pods of {target.revision} were scraped for the first time: measured from the next interval"
 
 
 def to_sample(delta: Counters, custom_queries: Mapping[str, str]) -> RevisionSample:

@@ -139,6 +139,10 @@ class PrometheusProvider:
             custom={name: self._custom(template, target, interval_seconds)
                     for name, template in custom_queries.items()})
 
+    def missing(self, target: RevisionTarget) -> str:
+        return (f"Prometheus has no {SUCCESS} or {FAILURE} series of revision {target.revision} "
+                "(not scraped yet, or the scrape config does not keep the revision label)")
+
     def _custom(self, template: str, target: RevisionTarget, interval_seconds: float) -> float | None:
         promql = render_query(template, target, interval_seconds)
         if namespace_problems(promql, target.namespace):

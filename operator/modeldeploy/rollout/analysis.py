@@ -241,12 +241,15 @@ def _run_check(check: Check, canary: RevisionSample, stable: RevisionSample | No
     return _result(ctx, verdict, message)
 
 
-def analyse(analysis: Analysis, canary: RevisionSample | None, stable: RevisionSample | None) -> IntervalResult:
-    """Verdict of one interval. ``None`` samples mean the provider had nothing: inconclusive."""
+def analyse(analysis: Analysis, canary: RevisionSample | None, stable: RevisionSample | None,
+            canary_missing: str | None = None) -> IntervalResult:
+    """Verdict of one interval. ``None`` samples mean the provider had nothing: inconclusive
+    (``canary_missing``: the provider's reason, quoted in each check's message)."""
     if canary is None:
+        why = f" ({canary_missing})" if canary_missing else ""
         checks = tuple(CheckResult(name=check.display_name, stable=value_of(check, stable),
                                    stable_samples=stable.requests if stable is not None else 0,
-                                   verdict="Inconclusive", message=f"{check.display_name}: no canary metrics")
+                                   verdict="Inconclusive", message=f"{check.display_name}: no canary metrics{why}")
                        for check in analysis.checks)
         return IntervalResult("Inconclusive", checks, None)
     results = tuple(_run_check(check, canary, stable, analysis.min_samples) for check in analysis.checks)

@@ -131,7 +131,7 @@ def _analyse(builder: Builder, spec: ModelDeploymentSpec, candidate: str, hash_:
     if samples.unavailable is not None:
         _metrics_unavailable(builder, candidate, samples.unavailable)
         return None
-    result = analyse(spec.rollout.analysis, samples.canary, samples.stable)
+    result = analyse(spec.rollout.analysis, samples.canary, samples.stable, samples.canary_missing)
     builder.plan.verdicts.append(result.verdict)
     previous = builder.status.analysis or AnalysisStatus()
     if previous.metrics_unavailable_since is not None:

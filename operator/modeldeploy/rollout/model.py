@@ -79,6 +79,7 @@ class AnalysisSamples:
     canary: RevisionSample | None
     stable: RevisionSample | None
     unavailable: str | None = None  # the provider does not answer (why): hold, neither pass nor fail
+    canary_missing: str | None = None  # why `canary` is None (the provider's word), for the checks' messages
     # revision -> endpoint -> counters the next interval starts from (kept in status across restarts)
     baselines: dict[str, dict[str, list[float]]] = field(default_factory=dict)
 
