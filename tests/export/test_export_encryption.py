@@ -61,6 +61,9 @@ def test_digest_covers_the_ciphertext_and_the_manifest_names_the_key(sealed: tup
     assert model["encryption"] == {"keySecretRef": {"name": "tinymlp-model-key", "key": "identity"}}
     spec, problems = spec_problems("tinymlp", yaml.safe_load(result.out)["spec"])
     assert spec is not None and problems == [] and spec.model.encryption is not None
+    # The one command that makes the Secret the manifest names, under the key it reads.
+    assert ("decrypt it in the cluster with: kubectl create secret generic tinymlp-model-key -n NAMESPACE "
+            "--from-file=identity=") in result.err
 
 
 @pytest.mark.parametrize("argv,message", [

@@ -207,6 +207,10 @@ def export(args: argparse.Namespace, stream: TextIO) -> str:
                    args.runtime, args.max_batch_size, args.max_queue_delay_us, args.preferred_batch_size,
                    key_secret=key_secret)
     progress.note(f"digest: {written.digest}")
+    if key_secret is not None:
+        # The manifest names this Secret: without it the pods cannot mount the key and never start.
+        progress.note(f"decrypt it in the cluster with: kubectl create secret generic {key_secret} -n NAMESPACE "
+                      f"--from-file=identity=<the age identity of a recipient>")
     if signing_key is not None:
         # Last, after anything that changes the artifact: the signature covers the final bytes and the version.
         signed = sign_artifact(written.model_path, args.version, signing_key)
