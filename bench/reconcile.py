@@ -266,6 +266,34 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+class CpuMeter:
+    """CPU seconds each process of a run used between start() and stop(): the control plane's components,
+    the operator, and this process (the instant kubelet, the status watch, the creating client). With
+    2 cores saturated, where the CPU went says what a faster run would have to take away."""
+
+    def __init__(self, cluster: LocalCluster, operator_pid: int | None = None) -> None:
+        self.pids = {name: component.process.pid for name, component in cluster.control_plane.components.items()}
+        if operator_pid:
+            self.pids["operator"] = operator_pid
+        self.pids["bench (kubelet, watch, client)"] = os.getpid()
+        self._start: dict[str, float] = {}
+        self.used: dict[str, float] = {}
+
+    def start(self) -> CpuMeter:
+        self._start = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        return self
+
+    def stop(self) -> dict[str, float]:
+        self.used = {name: cpu_seconds(pid) - self._start[name] for name, pid in self.pids.items()}
+        return self.used
+
+
+def cpu_summary(used: Mapping[str, float], seconds: float) -> str:
+    total, cores = sum(used.values()), os.cpu_count() or 1
+    parts = ", ".join(f"{name} {value:.1f}" for name, value in sorted(used.items(), key=lambda kv: -kv[1]))
+    return f"{total:.0f} s CPU in {seconds:.1f} s ({total / seconds / cores:.0%} of {cores} cores): {parts}"
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values) or [float("nan")]
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
@@ -294,6 +322,7 @@ def run_operator(cluster: LocalCluster, n: int, env: Mapping[str, str] | None = 
         pid = operator.pid or 0
         rss_start = rss_bytes(pid)
         cpu_start = cpu_seconds(pid)
+        meter = CpuMeter(cluster, pid).start()
         sampler = RssSampler(pid)
         audit_start = len(cluster.control_plane.audit_events())
         objects = [model_deployment(index, NAMESPACE) for index in range(n)]
@@ -303,6 +332,7 @@ def run_operator(cluster: LocalCluster, n: int, env: Mapping[str, str] | None = 
         watch.wait(list(created), timeout=900)
         total = max(watch.first_status.values()) - started
         cpu_synced = cpu_seconds(pid) - cpu_start
+        cpu_by_process = meter.stop()
         throttled = throttled_seconds(operator)
         storm = [watch.first_status[name] - created[name] for name in created]
         time.sleep(2.0)  # the last transitions' writes land in the audit log
@@ -334,7 +364,7 @@ def run_operator(cluster: LocalCluster, n: int, env: Mapping[str, str] | None = 
         "idle_p99": percentile(idle, 0.99), "requests": requests,
         "writes_per_object": sum(v for k, v in requests.items() if k in WRITE_VERBS) / n,
         "cpu": cpu_synced, "throttled": throttled, "noop_requests": sum(noop.values()), "noop_detail": noop,
-        "by_resource": by_resource,
+        "by_resource": by_resource, "cpu_by_process": cpu_by_process,
         "deleted": deleted,
         "rss": (rss_start / 2**20, sampler.peak / 2**20, rss_end / 2**20),
     }
@@ -369,14 +399,16 @@ def floor_objects(index: int) -> list[Callable[[KubeClient], Any]]:
     return [md]
 
 
-def run_floor(cluster: LocalCluster, n: int) -> float:
+def run_floor(cluster: LocalCluster, n: int) -> tuple[float, dict[str, float]]:
+    """Seconds to write everything, and the CPU each process used meanwhile."""
     cluster.create_namespace(FLOOR_NAMESPACE)
     kube = cluster.control_plane.client()
     try:
+        meter = CpuMeter(cluster).start()
         started = time.perf_counter()
         with ThreadPoolExecutor(max_workers=WORKERS) as pool:
             list(pool.map(lambda index: [step(kube) for step in floor_objects(index)], range(n)))
-        return time.perf_counter() - started
+        return time.perf_counter() - started, meter.stop()
     finally:
         kube.close()
 
@@ -403,10 +435,11 @@ def main() -> None:
         # Each run on a control plane of its own: no size (nor the floor) inherits another's backlog.
         with bench_cluster() as cluster:
             result = run_operator(cluster, n, operator_env)
-        summary = {key: value for key, value in result.items() if key not in ("requests", "by_resource", "noop_detail")}
+        summary = {key: value for key, value in result.items()
+                   if key not in ("requests", "by_resource", "noop_detail", "cpu_by_process")}
         print(f"      (N={n}, the operator's part: {summary})", flush=True)
         with bench_cluster() as cluster:
-            floor = run_floor(cluster, n)
+            floor, floor_cpu = run_floor(cluster, n)
         rss = "/".join(f"{value:.0f}" for value in result["rss"])
         verbs = " ".join(f"{verb}={count}" for verb, count in sorted(result["requests"].items()))
         print(f"{n:>5} {result['total']:>8.1f} {result['healthy']:>9.1f} {result['p50']:>6.2f} "
@@ -420,6 +453,8 @@ def main() -> None:
               f"waiting on its QPS limit {result['throttled']:.1f}s; "
               f"deleting all {n + IDLE_PROBES}: {result['deleted']:.1f}s",
               flush=True)
+        print(f"      until synced: {cpu_summary(result['cpu_by_process'], result['total'])}", flush=True)
+        print(f"      floor:        {cpu_summary(floor_cpu, floor)}", flush=True)
     print("baseline 'floor': a plain KubeClient (8 threads) creating each ModelDeployment with its 5 children "
           "and a status write, no operator; requests: the operator's ServiceAccount in the apiserver's audit log")
 
