@@ -31,6 +31,7 @@ from modeldeploy_sandbox.cluster import LocalCluster
 from modeldeploy_sandbox.kubelet import PodProcesses
 from modeldeploy_sandbox.loadgen import LoadGenerator
 from modeldeploy_sandbox.operator_process import OperatorProcess
+from modeldeploy_sandbox.waiting import wait_until
 
 API_VERSION = "serving.modeldeploy.dev/v1alpha1"
 KIND = "ModelDeployment"
@@ -145,6 +146,14 @@ class Sandbox:
     def events(self, name: str | None = None) -> list[dict[str, Any]]:
         events = self.kube.list("v1", "Event", self.namespace)
         return [e for e in events if name is None or (e.get("involvedObject") or {}).get("name") == name]
+
+    def wait_for_events(self, name: str, reason: str, count: int = 1, timeout: float = 15.0) -> list[dict[str, Any]]:
+        """At least `count` Events of `reason` about `name`. The operator sends a round's Events after that
+        round's status write, so a test that has seen a status waits for the Events of the same round."""
+        def found() -> list[dict[str, Any]]:
+            matching = [e for e in self.events(name) if e.get("reason") == reason]
+            return matching if len(matching) >= count else []
+        return wait_until(found, timeout=timeout, message=f"{count} {reason} Event(s) about {name}")
 
     def describe(self, name: str) -> str:
         """A short multi-line summary for failure messages: status, Deployments, pods, logs."""

@@ -82,6 +82,7 @@ def test_a_model_deployment_gets_owned_children_and_a_healthy_status(
                                            {"kubernetes.io/service-name": NAME}), message="an EndpointSlice")
     addresses = [(e["addresses"], e["conditions"].get("ready")) for s in slices for e in s.get("endpoints") or []]
     assert addresses == [([pod["status"]["podIP"]], True)]
+    sandbox.wait_for_events(NAME, "Promoted")  # sent after the status write that records it
     reasons = [e["reason"] for e in sandbox.events(NAME)]
     # A first deploy is announced once, when it serves (the HPA's own Events share the name).
     assert reasons.count("RevisionCreated") == 0 and reasons.count("Promoted") == 1, reasons
@@ -201,6 +202,7 @@ def test_an_invalid_spec_stalls_with_the_field_named_and_no_hot_loop(
     assert condition(status, "Stalled") == ("True", "InvalidSpec") and status["phase"] == "Failed"
     assert "spec.rollout.progressDeadlineSeconds" in status["message"]
     assert children(sandbox)[CHILDREN[0]] == []
+    sandbox.wait_for_events(NAME, "InvalidSpec")  # sent after the status write that records it
     assert [e["reason"] for e in sandbox.events(NAME)] == ["InvalidSpec"]
     since = mark(cluster)
     # A second ModelDeployment going Healthy is the clock: a hot loop would read the first meanwhile.

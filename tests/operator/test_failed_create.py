@@ -77,6 +77,8 @@ def test_a_canary_whose_pods_cannot_be_created_is_rolled_back_and_the_stable_kee
     assert status["stableRevision"] == stable and status.get("canaryWeight", 0) == 0
     assert condition(status, "Stalled")["reason"] == "FailedCreate"
     assert condition(status, "Available")["status"] == "True"
-    assert [event for event in warnings(sandbox, NAME, "FailedCreate") if "FailedCreate" in event]
+    # The Warning is sent after the status write that records the rollback.
+    wait_until(lambda: [event for event in warnings(sandbox, NAME, "FailedCreate") if "FailedCreate" in event],
+               timeout=15, message="the rollback's FailedCreate Warning")
     assert sandbox.operator is not None
     assert 'modeldeploy_rollouts_total{outcome="rolled_back",reason="FailedCreate"} 1.0' in sandbox.operator.metrics()

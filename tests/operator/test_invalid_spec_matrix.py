@@ -40,5 +40,5 @@ def test_every_operator_level_case_stalls_naming_its_field(sandbox: Sandbox) -> 
     deployments = sandbox.kube.list("apps/v1", "Deployment", sandbox.namespace)
     assert deployments == [], "an invalid spec made children"
     for obj in objects:
-        warnings = [e for e in sandbox.events(obj["metadata"]["name"]) if e.get("reason") == "InvalidSpec"]
+        warnings = sandbox.wait_for_events(obj["metadata"]["name"], "InvalidSpec")
         assert len(warnings) == 1 and warnings[0]["type"] == "Warning", warnings

@@ -11,6 +11,7 @@ import pytest
 
 from modeldeploy_sandbox.cluster import LocalCluster
 from modeldeploy_sandbox.sandbox import Sandbox, model_deployment
+from modeldeploy_sandbox.waiting import wait_until
 
 from .reading import condition, printed_row, stalled_with, warnings
 
@@ -42,6 +43,7 @@ def test_gateway_api_router_without_its_crds_stalls_naming_them(bare_cluster_san
                        "install Gateway API (standard channel) or set spec.rollout.traffic.router: service; "
                        "the API server answered 404: 404 page not found"), message
     assert status["phase"] == "Failed" and status["message"] == message
-    assert warnings(sb, NAME, "CRDNotInstalled") == [message]
+    # The Warning is sent after the status write that records it.
+    assert wait_until(lambda: warnings(sb, NAME, "CRDNotInstalled"), timeout=15, message="the Warning") == [message]
     row = printed_row(sb.kube, sb.namespace, NAME)
     assert row["Phase"] == "Failed" and row["Ready"] == "False", row

@@ -73,7 +73,8 @@ def test_a_healthy_canary_is_promoted_through_every_step(sandbox: Sandbox) -> No
     assert {("Steps", 0), ("Steps", 1)} <= seen, seen
     assert report.successes(canary) > 30 and report.successes(stable) > 30, report
     assert report.failures() == 0, report  # the old pods retire only after the scale-down delay
-    assert events(sandbox).count("StepStarted") == 2 and "Promoted" in events(sandbox)
+    sandbox.wait_for_events(NAME, "Promoted")  # sent after the status that records the promotion
+    assert events(sandbox).count("StepStarted") == 2
     wait_until(lambda: [d["metadata"]["name"] for d in sandbox.deployments(NAME)] == [canary], timeout=20,
                message="the old revision deleted after the scale-down delay")
     wait_until(lambda: {p.revision for p in sandbox.running_pods()} == {canary}, timeout=20, message="old pods gone")
@@ -104,7 +105,7 @@ def test_an_error_regression_is_rolled_back_by_the_analysis(sandbox: Sandbox) ->
     assert failed and failed[0]["canary"] < 0.9 and failed[0]["stable"] > 0.99, status["analysis"]
     assert report.successes(stable) > after and report.failures(stable) == 0, report
     assert elapsed < 40, f"rollback took {elapsed:.1f}s"
-    assert "AnalysisFailed" in events(sandbox)
+    sandbox.wait_for_events(NAME, "AnalysisFailed")
 
 
 def test_a_latency_regression_is_rolled_back(sandbox: Sandbox) -> None:
@@ -130,13 +131,8 @@ def test_a_canary_whose_metrics_are_refused_pauses_and_says_why(sandbox: Sandbox
                for check in status["analysis"]["checks"]), status["analysis"]
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert ready["reason"] == "AnalysisInconclusive", ready
-
-    def paused() -> list[str]:
-        return [e["message"] for e in sandbox.kube.list("v1", "Event", sandbox.namespace)
-                if e["reason"] == "AnalysisInconclusive"]
-
-    wait_until(lambda: paused(), timeout=10, message="the AnalysisInconclusive Event")
-    assert "could be scraped" in paused()[0] and "answered HTTP 403" in paused()[0], paused()
+    (paused,) = sandbox.wait_for_events(NAME, "AnalysisInconclusive")
+    assert "could be scraped" in paused["message"] and "answered HTTP 403" in paused["message"], paused
 
 
 def test_a_model_that_fails_to_load_is_rolled_back_long_before_the_deadline(sandbox: Sandbox) -> None:
@@ -190,7 +186,7 @@ def test_low_traffic_is_inconclusive_pauses_the_rollout_and_a_resume_with_traffi
         # inconclusiveLimit (3) intervals in a row: paused for a person, neither promoted nor rolled back.
         paused = sandbox.wait_for(NAME, lambda s: s.get("phase") == "Paused", 30, "paused as inconclusive")
         assert paused["rollout"]["pausedReason"] == "AnalysisInconclusive"
-        assert "AnalysisInconclusive" in [e["reason"] for e in sandbox.events(NAME)]
+        sandbox.wait_for_events(NAME, "AnalysisInconclusive")
         # Several intervals and both pauses' worth of time: still nothing decided, either way.
         holds(undecided, 6.0, message="an undecided canary under low traffic")
         trickle.stop()
@@ -256,7 +252,7 @@ def test_the_smoke_test_gate_compares_golden_outputs(sandbox: Sandbox) -> None:
     same = sandbox.artifacts.linear("resnet/1b/model.onnx", seed=0)
     sandbox.apply(canary_manifest(same, gates=gates, env={"UNUSED": "new-revision"}))
     sandbox.wait_for(NAME, lambda s: (s.get("rollout") or {}).get("stage") == "Steps", 60, "gates passed")
-    assert "GatesPassed" in events(sandbox)
+    sandbox.wait_for_events(NAME, "GatesPassed")  # sent after the status write of the same round
     # Other weights: the outputs differ beyond the tolerance, the canary never gets traffic.
     with sandbox.loadgen(NAME, rate=20, duration=60) as load:
         other = sandbox.artifacts.linear("resnet/2/model.onnx", seed=7)
