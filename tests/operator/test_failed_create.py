@@ -81,4 +81,5 @@ def test_a_canary_whose_pods_cannot_be_created_is_rolled_back_and_the_stable_kee
     wait_until(lambda: [event for event in warnings(sandbox, NAME, "FailedCreate") if "FailedCreate" in event],
                timeout=15, message="the rollback's FailedCreate Warning")
     assert sandbox.operator is not None
-    assert 'modeldeploy_rollouts_total{outcome="rolled_back",reason="FailedCreate"} 1.0' in sandbox.operator.metrics()
+    operator, counted = sandbox.operator, 'modeldeploy_rollouts_total{outcome="rolled_back",reason="FailedCreate"} 1.0'
+    wait_until(lambda: counted in operator.metrics(), timeout=10, message="the rollback counted (after its status)")
