@@ -9,7 +9,8 @@ from modeldeploy.rollout import ContainerState, PodState
 from modeldeploy.rollout.failures import classify
 
 
-def _fetch_failed(code: int, message: str, restarts: int = 1) -> list[PodState]:
+def fetch_failed(code: int, message: str, restarts: int = 1) -> list[PodState]:
+    """A revision's one pod whose `fetch` init container exited with `code` and this termination line."""
     container = ContainerState(name="fetch", init=True, terminated_reason="Error", terminated_exit_code=code,
                                terminated_message=message, restart_count=restarts)
     return [PodState(name="p", revision="r", containers=(container,))]
@@ -25,14 +26,14 @@ def _fetch_failed(code: int, message: str, restarts: int = 1) -> list[PodState]:
     (3, "ArtifactIntegrity: digest mismatch for https://m/x", "ArtifactIntegrity"),
 ])
 def test_a_failed_fetch_is_named_by_its_exit_code(code: int, line: str, reason: str) -> None:
-    failure = classify(_fetch_failed(code, line))
+    failure = classify(fetch_failed(code, line))
     assert failure is not None and failure.reason == reason and failure.fatal, failure
     assert line in failure.message and "pod p container fetch" in failure.message
 
 
 def test_a_first_fetch_failure_waits_for_the_restart_and_a_mismatch_does_not() -> None:
     # A 404 or a refused connection may be a publish still in progress: one restart before rejecting.
-    first = classify(_fetch_failed(4, "ArtifactNotFound: HTTP 404", restarts=0))
+    first = classify(fetch_failed(4, "ArtifactNotFound: HTTP 404", restarts=0))
     assert first is not None and first.reason == "ArtifactNotFound" and not first.fatal
-    mismatch = classify(_fetch_failed(3, "ArtifactIntegrity: digest mismatch", restarts=0))
+    mismatch = classify(fetch_failed(3, "ArtifactIntegrity: digest mismatch", restarts=0))
     assert mismatch is not None and mismatch.fatal

@@ -10,9 +10,9 @@ from modeldeploy.api import ModelDeploymentSpec
 from modeldeploy.render import Owner, RuntimeImages
 from modeldeploy.render.revision import spec_hash
 from modeldeploy.rollout.failures import classify
-from modeldeploy.rollout.model import ContainerState, PodState
 
 from .conftest import DIGEST, SpecFactory
+from .test_fetch_failures import fetch_failed
 from .test_render_deployment import fetch, pod, render, server
 
 ENCRYPTED = {"model": {"maxSize": "1Gi", "encryption": {"keySecretRef": {"name": "resnet-key"}}}}
@@ -69,16 +69,10 @@ def test_a_bad_key_secret_ref_is_named(ref: dict[str, str], field: str) -> None:
     assert f"model.encryption.keySecretRef.{field}" in str(invalid.value)
 
 
-def _failed_fetch(exit_code: int, message: str) -> PodState:
-    fetch_state = ContainerState(name="fetch", init=True, terminated_exit_code=exit_code,
-                                 terminated_reason="Error", terminated_message=message)
-    return PodState(name="resnet-abcde-1", revision="resnet-abcde", containers=(fetch_state,))
-
-
 def test_a_decryption_failure_is_its_own_fatal_class() -> None:
-    failure = classify([_failed_fetch(11, "DecryptionFailed: cannot decrypt the artifact of https://m/x: wrong key")])
+    failure = classify(fetch_failed(11, "DecryptionFailed: cannot decrypt the artifact of https://m/x: wrong key"))
     assert failure is not None and failure.reason == "DecryptionFailed" and failure.fatal
     assert "wrong key" in failure.message
     # A digest mismatch of the ciphertext stays ArtifactIntegrity.
-    integrity = classify([_failed_fetch(3, "ArtifactIntegrity: digest mismatch for https://m/x")])
+    integrity = classify(fetch_failed(3, "ArtifactIntegrity: digest mismatch for https://m/x"))
     assert integrity is not None and integrity.reason == "ArtifactIntegrity"

@@ -10,10 +10,10 @@ from pydantic import ValidationError
 
 from modeldeploy.api import ModelDeploymentSpec
 from modeldeploy.render import Owner, RuntimeImages, spec_hash
-from modeldeploy.rollout import ContainerState, PodState
 from modeldeploy.rollout.failures import classify
 
 from .conftest import DIGEST, SpecFactory
+from .test_fetch_failures import fetch_failed
 from .test_render_deployment import fetch, pod, render, server
 
 URI = "https://models.example.com/resnet/3/model.onnx"
@@ -108,16 +108,10 @@ def test_allow_downgrade_is_not_part_of_the_revision() -> None:
     assert spec_hash(unsigned) != spec_hash(plain)
 
 
-def _fetch_failed(code: int, message: str) -> list[PodState]:
-    container = ContainerState(name="fetch", init=True, terminated_reason="Error", terminated_exit_code=code,
-                               terminated_message=message)
-    return [PodState(name="p", revision="r", containers=(container,))]
-
-
 def test_a_signature_failure_is_its_own_fatal_class() -> None:
     # The message names the digest it did check: the exit code decides, not the word "digest".
-    failure = classify(_fetch_failed(10, "SignatureInvalid: the artifact (digest ok) is not the one signed"))
+    failure = classify(fetch_failed(10, "SignatureInvalid: the artifact (digest ok) is not the one signed"))
     assert failure is not None and failure.reason == "SignatureInvalid" and failure.fatal
     assert "signature does not verify" in failure.message
-    digest = classify(_fetch_failed(3, "ArtifactIntegrity: digest mismatch"))
+    digest = classify(fetch_failed(3, "ArtifactIntegrity: digest mismatch"))
     assert digest is not None and digest.reason == "ArtifactIntegrity"
